@@ -1,0 +1,5 @@
+import sys
+
+from aae_tune.cli import main
+
+sys.exit(main())

@@ -1,0 +1,88 @@
+"""MLP building blocks and the three encoder kinds of Sec. 2.1.
+
+- deterministic: z = f(x)
+- gaussian: z = mu(x) + sigma(x) * eps, eps ~ N(0, I) (reparameterised, so gradients reach mu and sigma)
+- universal approximator: z = f(x, eta), eta ~ N(0, I) fed as an extra input; q(z|x) is then any distribution
+  the network can push N(0, I) through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from aae_tune.config import EncoderKind
+
+
+def init_normal_(module: nn.Module, std: float) -> None:
+    """App. A: weights ~ N(0, std), biases 0, for every Linear layer in ``module``."""
+    for layer in module.modules():
+        if isinstance(layer, nn.Linear):
+            nn.init.normal_(layer.weight, 0.0, std)
+            nn.init.zeros_(layer.bias)
+
+
+def mlp(
+    in_dim: int,
+    hidden: Sequence[int],
+    out_dim: int,
+    *,
+    init_std: float = 0.01,
+    out_activation: nn.Module | None = None,
+    batch_norm: bool = False,
+) -> nn.Sequential:
+    """in_dim -> [Linear (-> BatchNorm) -> ReLU] * len(hidden) -> Linear (-> out_activation)."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU())
+        width = h
+    layers.append(nn.Linear(width, out_dim))
+    if out_activation is not None:
+        layers.append(out_activation)
+    net = nn.Sequential(*layers)
+    init_normal_(net, init_std)
+    return net
+
+
+class Encoder(nn.Module):
+    """q(z|x) of any of the three kinds; ``forward(x, generator)`` draws one code per row of x (B, in_dim)."""
+
+    def __init__(
+        self,
+        kind: EncoderKind,
+        in_dim: int,
+        hidden: Sequence[int],
+        code_dim: int,
+        *,
+        noise_dim: int = 100,
+        init_std: float = 0.01,
+    ):
+        super().__init__()
+        self.kind, self.code_dim, self.noise_dim = kind, code_dim, noise_dim
+        extra_in = noise_dim if kind == "universal" else 0
+        out_dim = 2 * code_dim if kind == "gaussian" else code_dim  # gaussian: (mu, log sigma^2)
+        self.net = mlp(in_dim + extra_in, hidden, out_dim, init_std=init_std)
+
+    def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, in_dim) -> (B, code_dim) sampled codes."""
+        if self.kind == "universal":
+            eta = torch.randn(x.shape[0], self.noise_dim, generator=generator, device=x.device, dtype=x.dtype)
+            return self.net(torch.cat([x, eta], dim=1))
+        out = self.net(x)
+        if self.kind == "deterministic":
+            return out
+        mu, logvar = out.chunk(2, dim=1)
+        eps = torch.randn(mu.shape, generator=generator, device=x.device, dtype=x.dtype)
+        return mu + (0.5 * logvar).exp() * eps
+
+    def mean_code(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """A representative code for plots/metrics: mu for gaussian, f(x) for deterministic, a sample otherwise."""
+        if self.kind == "gaussian":
+            return self.net(x).chunk(2, dim=1)[0]
+        return self(x, generator)

@@ -1,0 +1,157 @@
+"""Typed dataclass configs built from plain dicts (YAML, JSON, ``--set`` overrides).
+
+Every problem in a dict is collected — unknown keys (with the nearest valid key), wrong types, bad ranges — and
+raised as ONE ``ConfigError`` so a user fixes a file in one go instead of one error per run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import types
+import typing
+from collections.abc import Mapping
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+T = TypeVar("T")
+
+
+class ConfigError(ValueError):
+    """A config (file, dict or override) is invalid; the message lists every problem found."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
+
+
+def suggest(name: str, options: list[str]) -> str:
+    """' (did you mean X?)' for the closest option, or ''."""
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f" (did you mean '{close[0]}'?)" if close else ""
+
+
+def _type_name(tp: Any) -> str:
+    if get_origin(tp) is Literal:
+        return "one of " + ", ".join(repr(a) for a in get_args(tp))
+    return getattr(tp, "__name__", str(tp))
+
+
+class _Problems(list):
+    """Problem messages, counting type errors apart: range checks of a node run only on well-typed values."""
+
+    type_errors = 0
+
+    def bad_type(self, message: str) -> None:
+        self.type_errors += 1
+        self.append(message)
+
+
+def _convert(value: Any, tp: Any, path: str, problems: _Problems) -> Any:
+    """Convert ``value`` to type ``tp`` or record a problem (and return the value unchanged)."""
+    origin = get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _convert(value, inner[0], path, problems)
+    if origin is Literal:
+        if value not in get_args(tp):
+            hint = suggest(str(value), [str(a) for a in get_args(tp)])
+            problems.bad_type(f"{path}: {value!r} is not {_type_name(tp)}{hint}")
+        return value
+    if origin is tuple:
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = [value]  # a single number where a list is expected: accept it
+        if not isinstance(value, (list, tuple)):
+            problems.bad_type(f"{path}: expected a list, got {type(value).__name__} {value!r}")
+            return value
+        item_tp = get_args(tp)[0]
+        return tuple(_convert(v, item_tp, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if dataclasses.is_dataclass(tp):
+        if isinstance(value, tp):
+            return value
+        if not isinstance(value, Mapping):
+            problems.bad_type(f"{path}: expected a mapping of {tp.__name__} fields, got {value!r}")
+            return value
+        return _build(tp, value, path, problems)
+    if tp is bool:
+        if not isinstance(value, bool):
+            problems.bad_type(f"{path}: expected true/false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+            problems.bad_type(f"{path}: expected an integer, got {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            problems.bad_type(f"{path}: expected a number, got {value!r}")
+            return value
+        return float(value)
+    if tp is str:
+        if not isinstance(value, str):
+            problems.bad_type(f"{path}: expected a string, got {value!r}")
+        return value
+    return value
+
+
+def _build(cls: type[T], data: Mapping[str, Any], path: str, problems: _Problems) -> T:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.init}
+    type_errors_before = problems.type_errors
+    kwargs: dict[str, Any] = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in fields:
+            problems.append(f"{where}: unknown key{suggest(str(key), list(fields))}; valid keys: {', '.join(fields)}")
+            continue
+        kwargs[key] = _convert(value, hints[key], where, problems)
+    try:
+        obj = cls(**kwargs)
+    except TypeError as exc:  # a required field is missing
+        problems.bad_type(f"{path or cls.__name__}: {exc}")
+        return data  # type: ignore[return-value]
+    # Range checks only make sense once every field below this node has the right type.
+    check = getattr(obj, "check", None)
+    if callable(check) and problems.type_errors == type_errors_before:
+        problems.extend(f"{path}.{p}" if path else p for p in check())
+    return obj
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, source: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; raise one ConfigError listing every problem."""
+    problems = _Problems()
+    obj = _build(cls, data or {}, "", problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return obj
+
+
+def to_dict(obj: Any) -> dict[str, Any]:
+    """Plain-python (JSON/YAML-safe) dict of a dataclass config; tuples become lists."""
+
+    def plain(v: Any) -> Any:
+        if isinstance(v, (list, tuple)):
+            return [plain(x) for x in v]
+        if isinstance(v, dict):
+            return {k: plain(x) for k, x in v.items()}
+        return v
+
+    return plain(dataclasses.asdict(obj))
+
+
+def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c = value`` in a nested dict, creating intermediate dicts."""
+    node = data
+    *parents, last = dotted.split(".")
+    for key in parents:
+        child = node.get(key)
+        if not isinstance(child, dict):
+            child = {}
+            node[key] = child
+        node = child
+    node[last] = value

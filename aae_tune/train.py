@@ -1,0 +1,206 @@
+"""The training loop shared by every AAE variant: phases per mini-batch, schedules per epoch, exact resume.
+
+All randomness after model initialisation (prior samples, encoder noise, input corruption) comes from one
+``torch.Generator`` owned by the trainer; the data order of epoch e is a permutation seeded by (seed, e). Saving
+that generator's state with the models, optimizers and schedules makes "train 4 epochs" and "train 2, save,
+restore, train 2" produce identical weights.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import torch
+
+from aae_tune.aae import AdversarialAutoencoder, Batch, build_model
+from aae_tune.config import ExperimentConfig, ScheduleConfig
+from aae_tune.errors import CheckpointError, TrainingDiverged
+
+CHECKPOINT_FILE = "trainer.pt"
+
+
+class SplitData(Protocol):
+    """What the trainer needs from a dataset (``aae_tune.data.MnistSplits`` is one)."""
+
+    train_x: np.ndarray  # (N, D) float32 in [0, 1]
+    train_y: np.ndarray  # (N,) int64
+    valid_x: np.ndarray
+    valid_y: np.ndarray
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/"auto": CUDA when this process can see a GPU (e.g. Ray assigned one), else CPU."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], sched: ScheduleConfig, kind: str) -> torch.optim.Optimizer:
+    if kind == "adam":
+        return torch.optim.Adam(params, lr=sched.lr, betas=(sched.momentum, 0.999))
+    return torch.optim.SGD(params, lr=sched.lr, momentum=sched.momentum)
+
+
+class Trainer:
+    """Owns model, optimizers, schedules, RNG and epoch counter for one experiment config."""
+
+    def __init__(self, cfg: ExperimentConfig, data: SplitData, device: str | torch.device | None = None):
+        self.cfg, self.device = cfg, resolve_device(device)
+        self.train_x = torch.as_tensor(data.train_x, dtype=torch.float32, device=self.device)  # (N, D)
+        self.train_y = torch.as_tensor(data.train_y, dtype=torch.long, device=self.device)  # (N,)
+        self.valid_x = torch.as_tensor(data.valid_x, dtype=torch.float32, device=self.device)
+        if len(self.train_x) < cfg.batch_size:
+            raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(self.train_x)})")
+        with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
+            torch.manual_seed(cfg.seed)
+            self.model: AdversarialAutoencoder = build_model(cfg, self.train_x.shape[1]).to(self.device)
+        self.generator = torch.Generator(device=self.device)
+        self.generator.manual_seed(cfg.seed)
+        self.phases = self.model.phases()
+        self.optimizers = {
+            p.name: make_optimizer(p.parameters(), getattr(cfg.optim, p.group), cfg.optim.optimizer)
+            for p in self.phases
+        }
+        self.schedulers = {
+            p.name: torch.optim.lr_scheduler.MultiStepLR(
+                self.optimizers[p.name],
+                milestones=list(getattr(cfg.optim, p.group).drop_epochs),
+                gamma=getattr(cfg.optim, p.group).drop_factor,
+            )
+            for p in self.phases
+        }
+        self.epoch = 0  # epochs completed
+
+    # ---- one epoch ----------------------------------------------------------------------------------
+    def epoch_order(self, epoch: int) -> torch.Tensor:
+        """Permutation of the training set for ``epoch``; depends only on (seed, epoch)."""
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
+        return torch.randperm(len(self.train_x), generator=g).to(self.device)
+
+    def train_epoch(self) -> dict[str, float]:
+        """One pass over the training set (the last incomplete batch is dropped); returns epoch metrics."""
+        start = time.perf_counter()
+        self.model.train()
+        order, bs = self.epoch_order(self.epoch), self.cfg.batch_size
+        sums: dict[str, torch.Tensor] = {}
+        n_batches = len(order) // bs
+        for i in range(n_batches):
+            idx = order[i * bs : (i + 1) * bs]
+            batch = Batch(self.train_x[idx], self.train_y[idx])
+            for phase in self.phases:
+                opt = self.optimizers[phase.name]
+                opt.zero_grad(set_to_none=True)
+                loss, metrics = phase.loss(batch, self.generator)
+                # inputs= restricts backward to this phase's parameters: no wasted weight gradients for the
+                # discriminator during the generator phase.
+                loss.backward(inputs=opt.param_groups[0]["params"])
+                opt.step()
+                for k, v in metrics.items():
+                    sums[k] = sums[k] + v if k in sums else v.clone()
+        result = {k: float(v) / n_batches for k, v in sums.items()}  # one host sync per epoch
+        bad = [k for k, v in result.items() if not math.isfinite(v)]
+        if bad:
+            raise TrainingDiverged(f"epoch {self.epoch + 1}: non-finite {', '.join(bad)} ({result}); lower the lr")
+        for sched in self.schedulers.values():
+            sched.step()
+        self.epoch += 1
+        result.update(self.evaluate())
+        result["lr_reconstruction"] = self.optimizers["reconstruction"].param_groups[0]["lr"]
+        result["epoch_time_s"] = time.perf_counter() - start
+        return result
+
+    @torch.no_grad()
+    def evaluate(self, chunk: int = 2000) -> dict[str, float]:
+        """Validation reconstruction error (Euclidean, per example), no input corruption."""
+        self.model.eval()
+        total = 0.0
+        for i in range(0, len(self.valid_x), chunk):
+            x = self.valid_x[i : i + chunk]
+            total += float((self.model.reconstruct(x, self.generator) - x).pow(2).sum())
+        self.model.train()
+        return {"valid_recon_loss": total / max(len(self.valid_x), 1)}
+
+    # ---- checkpoints --------------------------------------------------------------------------------
+    def state_dict(self) -> dict[str, Any]:
+        return {
+            "format": 1,
+            "epoch": self.epoch,
+            "config_json": json.dumps(self.cfg.to_dict(), sort_keys=True),
+            "model": self.model.state_dict(),
+            "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
+            "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},
+            "generator": self.generator.get_state(),
+        }
+
+    def save(self, directory: str | os.PathLike) -> Path:
+        """Write the full state to ``directory/trainer.pt`` atomically (write a temp file, then rename)."""
+        path = Path(directory) / CHECKPOINT_FILE
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        try:
+            torch.save(self.state_dict(), tmp)
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
+
+    def load(self, directory: str | os.PathLike) -> None:
+        """Restore a state written by ``save``; refuses checkpoints of a different architecture."""
+        path = Path(directory) / CHECKPOINT_FILE
+        if not path.is_file():
+            raise CheckpointError(f"no checkpoint at {path}")
+        try:
+            # weights_only: never unpickle arbitrary objects from a checkpoint (it may come from a remote store).
+            state = torch.load(path, map_location=self.device, weights_only=True)
+        except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
+            raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        saved = ExperimentConfig.from_dict(json.loads(state["config_json"]), source=f"config in {path}")
+        if saved.architecture() != self.cfg.architecture():
+            diff = sorted(k for k, v in saved.architecture().items() if self.cfg.architecture()[k] != v)
+            raise CheckpointError(
+                f"checkpoint {path} was written for a different model ({', '.join(diff)} differ); "
+                "use the config it was trained with or start a fresh run"
+            )
+        self.model.load_state_dict(state["model"])
+        for k, opt in self.optimizers.items():
+            opt.load_state_dict(state["optimizers"][k])
+        for k, sched in self.schedulers.items():
+            sched.load_state_dict(state["schedulers"][k])
+        self.generator.set_state(state["generator"].cpu())  # generator states live on the host
+        self.epoch = int(state["epoch"])
+
+
+EpochCallback = Callable[[int, dict[str, float], Trainer], None]
+
+
+def train(
+    cfg: ExperimentConfig,
+    data: SplitData,
+    *,
+    epochs: int | None = None,
+    device: str | torch.device | None = None,
+    callback: EpochCallback | None = None,
+    checkpoint_dir: str | os.PathLike | None = None,
+    resume: bool = False,
+) -> Trainer:
+    """Train ``cfg`` up to ``epochs`` (default cfg.epochs) in total, calling ``callback(epoch, metrics, trainer)``
+    after each epoch. With ``checkpoint_dir`` the state is saved there after every epoch; with ``resume`` training
+    continues from the checkpoint found there (if any)."""
+    trainer = Trainer(cfg, data, device)
+    if resume and checkpoint_dir is not None and (Path(checkpoint_dir) / CHECKPOINT_FILE).exists():
+        trainer.load(checkpoint_dir)
+    total = cfg.epochs if epochs is None else epochs
+    while trainer.epoch < total:
+        metrics = trainer.train_epoch()
+        if checkpoint_dir is not None:
+            trainer.save(checkpoint_dir)
+        if callback is not None:
+            callback(trainer.epoch, metrics, trainer)
+    return trainer

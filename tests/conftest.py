@@ -1,0 +1,55 @@
+"""Test set-up: real MNIST from ../shared, small thread counts, shared fixtures.
+
+The product never reads ../shared; only the tests point AAE_TUNE_DATA_DIR there.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
+
+# Set before any aae_tune import resolves its data source.
+os.environ.setdefault("AAE_TUNE_DATA_DIR", str(SHARED_MNIST))
+
+
+@pytest.fixture(scope="session")
+def mnist_dir() -> Path:
+    """Directory holding the four official MNIST files (for tests only)."""
+    path = Path(os.environ["AAE_TUNE_DATA_DIR"])
+    if not (path / "train-images-idx3-ubyte.gz").exists():
+        pytest.fail(f"real MNIST not found in {path}; set AAE_TUNE_DATA_DIR to a folder with the IDX files")
+    return path
+
+
+@pytest.fixture(scope="session")
+def mnist(mnist_dir: Path):
+    """The paper's split of real MNIST, loaded once per test session."""
+    from aae_tune.data import load_mnist
+
+    return load_mnist(mnist_dir)
+
+
+@pytest.fixture(scope="session")
+def small_mnist(mnist):
+    """A 2,000 / 500 slice of the real split: enough signal for learning tests, seconds to train."""
+    from aae_tune.data import MnistSplits
+
+    return MnistSplits(
+        train_x=mnist.train_x[:2000], train_y=mnist.train_y[:2000],
+        valid_x=mnist.valid_x[:500], valid_y=mnist.valid_y[:500],
+        test_x=mnist.test_x[:500], test_y=mnist.test_y[:500],
+        source=f"{mnist.source} (test slice)",
+    )
+
+
+@pytest.fixture
+def tiny_config():
+    """The App. A.1 config shrunk for fast tests (the smoke settings), 2 epochs, 2-D codes."""
+    from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
+
+    return ExperimentConfig.from_dict({**SMOKE_OVERRIDES, "epochs": 2, "code_dim": 2})
