@@ -112,6 +112,10 @@ class AdversarialAutoencoder(nn.Module):
         return loss, {"gen_loss": loss.detach()}
 
     # ---- inference ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, data_dim) -> (B, data_dim) reconstructions: what the exported (MLflow) model computes."""
+        return self.decoder(self.encoder.mean_code(x))
+
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
         """(n, data_dim) images decoded from prior samples: the generative model p(x) = int p(x|z) p(z) dz."""

@@ -119,10 +119,21 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aae-tune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
+    for name, module in DELEGATED.items():
+        sub.add_parser(name, help=f"see python -m {module} --help", add_help=False)
     return parser
 
 
+# Subcommands that own their argument parsing: ``aae-tune search ...`` == ``python -m aae_tune.search ...``.
+DELEGATED = {"search": "aae_tune.search", "evaluate": "aae_tune.evaluate", "sample": "aae_tune.sample"}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] in DELEGATED:
+        import importlib
+
+        return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     from aae_tune.data import DataError
     from aae_tune.errors import CheckpointError, TrainingDiverged

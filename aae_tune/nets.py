@@ -78,11 +78,16 @@ class Encoder(nn.Module):
         if self.kind == "deterministic":
             return out
         mu, logvar = out.chunk(2, dim=1)
+        logvar = logvar.clamp(-30.0, 20.0)  # exp(0.5 * logvar) must not overflow to inf early in training
         eps = torch.randn(mu.shape, generator=generator, device=x.device, dtype=x.dtype)
         return mu + (0.5 * logvar).exp() * eps
 
     def mean_code(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """A representative code for plots/metrics: mu for gaussian, f(x) for deterministic, a sample otherwise."""
+        """A deterministic representative code for plots, metrics and the exported model: mu for gaussian,
+        f(x) for deterministic, f(x, eta=0) (the noise mode) for universal."""
         if self.kind == "gaussian":
             return self.net(x).chunk(2, dim=1)[0]
-        return self(x, generator)
+        if self.kind == "universal":
+            eta = torch.zeros_like(x[:, :1]).expand(-1, self.noise_dim)  # shape-polymorphic: exportable
+            return self.net(torch.cat([x, eta], dim=1))
+        return self.net(x)

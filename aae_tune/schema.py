@@ -70,6 +70,12 @@ def _convert(value: Any, tp: Any, path: str, problems: _Problems) -> Any:
             return value
         item_tp = get_args(tp)[0]
         return tuple(_convert(v, item_tp, f"{path}[{i}]", problems) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, Mapping):
+            problems.bad_type(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
+            return value
+        value_tp = get_args(tp)[1]
+        return {k: _convert(v, value_tp, f"{path}.{k}", problems) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
             return value
@@ -122,13 +128,19 @@ def _build(cls: type[T], data: Mapping[str, Any], path: str, problems: _Problems
     return obj
 
 
-def from_dict(cls: type[T], data: Mapping[str, Any] | None, source: str = "config") -> T:
-    """Build dataclass ``cls`` from ``data``; raise one ConfigError listing every problem."""
+def collect(cls: type[T], data: Mapping[str, Any] | None) -> tuple[T | None, list[str]]:
+    """Build ``cls`` from ``data``: (object or None if any value has the wrong type, every problem found)."""
     problems = _Problems()
     obj = _build(cls, data or {}, "", problems)
+    return (None if problems.type_errors else obj), list(problems)
+
+
+def from_dict(cls: type[T], data: Mapping[str, Any] | None, source: str = "config") -> T:
+    """Build dataclass ``cls`` from ``data``; raise one ConfigError listing every problem."""
+    obj, problems = collect(cls, data)
     if problems:
         raise ConfigError(problems, source)
-    return obj
+    return obj  # type: ignore[return-value]
 
 
 def to_dict(obj: Any) -> dict[str, Any]:

@@ -12,6 +12,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
@@ -53,9 +54,13 @@ class Trainer:
 
     def __init__(self, cfg: ExperimentConfig, data: SplitData, device: str | torch.device | None = None):
         self.cfg, self.device = cfg, resolve_device(device)
-        self.train_x = torch.as_tensor(data.train_x, dtype=torch.float32, device=self.device)  # (N, D)
-        self.train_y = torch.as_tensor(data.train_y, dtype=torch.long, device=self.device)  # (N,)
-        self.valid_x = torch.as_tensor(data.valid_x, dtype=torch.float32, device=self.device)
+        with warnings.catch_warnings():
+            # Arrays from Ray's object store are read-only shared memory; the trainer never writes to them, and
+            # sharing them (instead of a copy per trial) is the point.
+            warnings.filterwarnings("ignore", message=".*not writable.*")
+            self.train_x = torch.as_tensor(data.train_x, dtype=torch.float32, device=self.device)  # (N, D)
+            self.train_y = torch.as_tensor(data.train_y, dtype=torch.long, device=self.device)  # (N,)
+            self.valid_x = torch.as_tensor(data.valid_x, dtype=torch.float32, device=self.device)
         if len(self.train_x) < cfg.batch_size:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(self.train_x)})")
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
@@ -133,6 +138,7 @@ class Trainer:
             "format": 1,
             "epoch": self.epoch,
             "config_json": json.dumps(self.cfg.to_dict(), sort_keys=True),
+            "data_dim": self.model.data_dim,
             "model": self.model.state_dict(),
             "optimizers": {k: o.state_dict() for k, o in self.optimizers.items()},
             "schedulers": {k: s.state_dict() for k, s in self.schedulers.items()},

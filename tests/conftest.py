@@ -53,3 +53,16 @@ def tiny_config():
     from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
 
     return ExperimentConfig.from_dict({**SMOKE_OVERRIDES, "epochs": 2, "code_dim": 2})
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """A real local Ray (2 CPUs, loopback, no dashboard) shared by the tests that need one."""
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+    yield ray
+    if started:
+        ray.shutdown()

@@ -1,0 +1,215 @@
+"""After the search: every trial's best checkpoint becomes an MLflow PyTorch model with its figures, the best K
+trials (by the validation metric) get the full Table 1 Parzen protocol on Ray, the best one is registered, and
+the parent run receives the trial table. Every step is idempotent, so ``--resume`` of a finished search repeats
+nothing that already reached MLflow."""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import torch
+from ray import tune
+
+from aae_tune.evaluate import parallel_parzen
+from aae_tune.metrics import SIGMA_SELECTION_POINTS
+from aae_tune.model_io import CONFIG_FILE, STATE_FILE, load_model_files
+from aae_tune.plots import latent_scatter_png, samples_png
+from aae_tune.search import SearchRequest
+from aae_tune.tracking import SearchTracker, redact_uri
+from aae_tune.train import SplitData
+
+MODEL_TAG = "aae_model_uri"
+REGISTERED_TAG = "aae_registered_model"
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    run_id: str | None
+    status: str  # COMPLETED / STOPPED / ERROR
+    epochs: int
+    best_valid: float | None  # best value of the search metric over the trial's checkpoints
+    config: dict[str, Any] = field(default_factory=dict)  # the sampled parameters
+    checkpoint: str | None = None  # path of the best checkpoint
+    test_parzen_ll: float | None = None
+    test_parzen_se: float | None = None
+    parzen_sigma: float | None = None
+    error: str | None = None
+
+
+@dataclass
+class SearchSummary:
+    name: str
+    experiment_dir: str
+    tracking_uri: str
+    experiment_name: str
+    parent_run_id: str
+    metric: str
+    rows: list[TrialRow]
+    best: TrialRow | None
+    registered_model: str | None
+
+    interrupted: bool = False
+
+    @classmethod
+    def interrupted_search(cls, request: SearchRequest, parent_run_id: str) -> SearchSummary:
+        return cls(
+            name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
+            experiment_name=request.experiment_name, parent_run_id=parent_run_id, metric=request.space.metric,
+            rows=[], best=None, registered_model=None, interrupted=True,
+        )
+
+    def render(self) -> str:
+        if self.interrupted:
+            return (f"\nsearch {self.name} was interrupted; its state is saved in {self.experiment_dir}.\n"
+                    f"continue it with: python -m aae_tune.search --space ... --name {self.name} --resume "
+                    "(with the same --storage-path and --tracking-uri)")
+        counts = {s: sum(r.status == s for r in self.rows) for s in ("COMPLETED", "STOPPED", "ERROR")}
+        lines = [
+            f"\n== search {self.name}: {len(self.rows)} trials ({counts['COMPLETED']} completed, "
+            f"{counts['STOPPED']} stopped early, {counts['ERROR']} failed)",
+        ]
+        for r in self.rows:
+            if r.status == "ERROR":
+                lines.append(f"   failed: {r.trial_id}: {(r.error or '').strip().splitlines()[-1:]}")
+        if self.best is None:
+            lines.append("   no trial reported a score: see the errors above and the Tune logs")
+        else:
+            b = self.best
+            lines += [
+                f"best trial {b.trial_id}: {self.metric} = {b.best_valid:.2f} (validation) after {b.epochs} epochs",
+                f"   config: {b.config}",
+            ]
+            if b.test_parzen_ll is not None:
+                lines.append(f"   Table 1 Parzen log-likelihood (test): {b.test_parzen_ll:.2f} ± {b.test_parzen_se:.2f}"
+                             f"  (sigma {b.parzen_sigma:.4f} chosen on validation)")
+        lines += [
+            f"MLflow: {redact_uri(self.tracking_uri)}, experiment {self.experiment_name}, parent run "
+            f"{self.parent_run_id}  (browse: mlflow ui --backend-store-uri {redact_uri(self.tracking_uri)})",
+            f"registered model: {self.registered_model or '-'}",
+            f"Tune results: {self.experiment_dir}",
+        ]
+        return "\n".join(lines)
+
+
+def best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
+    scored = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(metric) is not None]
+    if not scored:
+        return None, None
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda cm: cm[1][metric])
+
+
+def trial_row(result: Any, request: SearchRequest, runs: dict[str, str]) -> TrialRow:
+    metrics = result.metrics or {}
+    trial_id = str(metrics.get("trial_id") or Path(result.path).name)
+    ckpt, best = best_checkpoint(result, request.space.metric, request.space.mode)
+    epochs = int(metrics.get("epoch", 0))
+    status = "ERROR" if result.error else ("COMPLETED" if epochs >= request.max_epochs else "STOPPED")
+    return TrialRow(
+        trial_id=trial_id, run_id=runs.get(trial_id), status=status, epochs=epochs,
+        best_valid=None if best is None else float(best[request.space.metric]),
+        config={k: request.space.decode(k, v) for k, v in (result.config or {}).items()},
+        checkpoint=None if ckpt is None else ckpt.path, error=None if result.error is None else str(result.error),
+    )
+
+
+def log_trial_model(tracker: SearchTracker, row: TrialRow, data: SplitData, seed: int) -> str:
+    """Model (MLflow PyTorch flavour + the safe state-dict files), sample grid and latent scatter PNGs."""
+    run = tracker.client.get_run(row.run_id)
+    if MODEL_TAG in run.data.tags:
+        return run.data.tags[MODEL_TAG]
+    with tune.Checkpoint(row.checkpoint).as_directory() as directory:  # local, or downloaded from cloud storage
+        return _log_model_dir(tracker, row, Path(directory), data, seed, run.info.status)
+
+
+def _log_model_dir(tracker: SearchTracker, row: TrialRow, directory: Path, data: SplitData, seed: int,
+                   status: str) -> str:
+    model = load_model_files(directory, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="aae_figs_") as tmp:
+        samples_png(model, Path(tmp) / "samples.png", n=100, seed=seed)
+        latent_scatter_png(model, data.valid_x, data.valid_y, Path(tmp) / "latent.png")
+        tracker.client.log_artifacts(row.run_id, tmp, "figures")
+    with mlflow.start_run(run_id=row.run_id):
+        # MLflow's default 'pt2' format is a pickle-free torch.export graph of forward() (reconstruction); the
+        # extra files carry the full model (sampling too) as a weights-only state dict for aae_tune's loaders.
+        info = mlflow.pytorch.log_model(
+            model, name="model", input_example=np.asarray(data.valid_x[:2]),
+            extra_files=[str(directory / CONFIG_FILE), str(directory / STATE_FILE)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "aae_tune"],
+        )
+        mlflow.set_tag(MODEL_TAG, info.model_uri)
+    tracker.client.set_terminated(row.run_id, status=status if status != "RUNNING" else "FINISHED")
+    return info.model_uri
+
+
+def evaluate_table1(tracker: SearchTracker, row: TrialRow, data: SplitData, request: SearchRequest) -> None:
+    """The paper's protocol on Ray: sigma on the first 1000 validation images, score on the 10K test images."""
+    existing = tracker.client.get_run(row.run_id).data.metrics
+    if "test_parzen_ll" in existing:
+        row.test_parzen_ll, row.test_parzen_se = existing["test_parzen_ll"], existing.get("test_parzen_se")
+        row.parzen_sigma = existing.get("parzen_sigma")
+        return
+    with tune.Checkpoint(row.checkpoint).as_directory() as directory:
+        model = load_model_files(directory, device="cpu")
+    result = parallel_parzen(
+        model, data.valid_x[:SIGMA_SELECTION_POINTS], data.test_x, n_samples=request.final_samples, seed=request.seed
+    )
+    row.test_parzen_ll, row.test_parzen_se, row.parzen_sigma = result.mean, result.stderr, result.sigma
+    chosen = float(result.valid_by_sigma.max())
+    tracker.log_metrics(row.run_id, {"test_parzen_ll": result.mean, "test_parzen_se": result.stderr,
+                                     "parzen_sigma": result.sigma, "table1_valid_ll": chosen}, step=row.epochs)
+
+
+def register_best(tracker: SearchTracker, row: TrialRow, model_uri: str, space_name: str) -> str:
+    parent = tracker.client.get_run(tracker.parent_run_id)
+    if REGISTERED_TAG in parent.data.tags:
+        return parent.data.tags[REGISTERED_TAG]
+    version = mlflow.register_model(model_uri, f"aae-{space_name}")
+    uri = f"models:/{version.name}/{version.version}"
+    tracker.set_tags(tracker.parent_run_id, {REGISTERED_TAG: uri, "best_trial_id": row.trial_id})
+    return uri
+
+
+def log_trial_table(tracker: SearchTracker, rows: list[TrialRow]) -> None:
+    records = [{**{k: v for k, v in asdict(r).items() if k != "config"}, "config": str(r.config)} for r in rows]
+    table = pa.Table.from_pylist(records)
+    with tempfile.TemporaryDirectory(prefix="aae_table_") as tmp:
+        pq.write_table(table, Path(tmp) / "trials.parquet")
+        pa_csv.write_csv(table, Path(tmp) / "trials.csv")
+        tracker.client.log_artifacts(tracker.parent_run_id, tmp, "summary")
+
+
+def finalize_search(request: SearchRequest, results: Any, tracker: SearchTracker, data: SplitData) -> SearchSummary:
+    space = request.space
+    runs = tracker.trial_runs()
+    rows = [trial_row(result, request, runs) for result in results]
+    model_uris = {
+        r.trial_id: log_trial_model(tracker, r, data, request.seed) for r in rows if r.checkpoint and r.run_id
+    }
+    scored = [r for r in rows if r.best_valid is not None and r.trial_id in model_uris]
+    scored.sort(key=lambda r: r.best_valid, reverse=space.mode == "max")
+    for row in scored[: request.top_k]:
+        evaluate_table1(tracker, row, data, request)
+    best = scored[0] if scored else None
+    registered = register_best(tracker, best, model_uris[best.trial_id], space.name) if best else None
+    log_trial_table(tracker, rows)
+    if best is not None:
+        best_metrics = {f"best_{space.metric}": best.best_valid}
+        if best.test_parzen_ll is not None:
+            best_metrics |= {"best_test_parzen_ll": best.test_parzen_ll, "best_test_parzen_se": best.test_parzen_se}
+        tracker.log_metrics(tracker.parent_run_id, best_metrics, step=0)
+    tracker.end_run(tracker.parent_run_id, "FINISHED")
+    return SearchSummary(
+        name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
+        experiment_name=request.experiment_name, parent_run_id=tracker.parent_run_id, metric=space.metric,
+        rows=rows, best=best, registered_model=registered,
+    )

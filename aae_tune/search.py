@@ -1,0 +1,213 @@
+"""``python -m aae_tune.search --space likelihood_mnist``: the search service's command line.
+
+Everything a user can get wrong — the space file, ``--set`` overrides, budgets, the search name, the storage
+path, the tracking URI, the Ray address, the data — is checked here, before Ray starts, and reported as one
+message with exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import re
+import socket
+import sys
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aae_tune.cli import parse_overrides
+from aae_tune.schema import ConfigError
+from aae_tune.space import SearchSpace, load_space
+
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A validated search: the space plus every command-line setting, budgets resolved."""
+
+    space: SearchSpace
+    space_path: str
+    name: str
+    seed: int
+    num_samples: int
+    max_epochs: int
+    max_concurrent: int
+    cpus_per_trial: float
+    gpus_per_trial: float | None  # None: one GPU share per trial if the cluster has GPUs, else CPU only
+    storage_path: str
+    tracking_uri: str
+    address: str | None
+    data_dir: str | None
+    resume: bool
+    smoke: bool
+    top_k: int
+    final_samples: int
+
+    @property
+    def experiment_name(self) -> str:
+        return f"aae-{self.space.name}"
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m aae_tune.search",
+        description="Search AAE hyperparameters with Ray Tune (ASHA + Optuna), tracked in MLflow.",
+    )
+    p.add_argument("--space", required=True, help="shipped space name (e.g. likelihood_mnist) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the space file, e.g. --set budget.num_samples=4 --set code_dim=8")
+    p.add_argument("--num-samples", type=int, help="trials (default: the space's budget)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: the space's budget)")
+    p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's budget)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the searcher, every trial and every sample")
+    p.add_argument("--data-dir", help="MNIST IDX folder (default: AAE_TUNE_DATA_DIR, cache, download, embedded)")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                   help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI} in this folder)")
+    p.add_argument("--storage-path", default="ray_results", help="Tune results: local folder or a URI Ray accepts")
+    p.add_argument("--address", help="connect to an existing Ray cluster (host:port, ray://host:port or auto)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, help="fractional allowed; default 1 if the cluster has GPUs")
+    p.add_argument("--name", help="search name, needed for --resume (default: <space>-<UTC time>)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted search called --name")
+    p.add_argument("--top-k", type=int, help="best trials that get the full Table 1 Parzen protocol")
+    p.add_argument("--final-samples", type=int, help="model samples for that protocol (paper: 10000)")
+    p.add_argument("--smoke", action="store_true", help="tiny budget and nets: an end-to-end check for CI")
+    return p
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def check_storage_path(path: str, problems: list[str]) -> str:
+    if _is_uri(path):
+        return path
+    local = Path(path).expanduser().resolve()
+    try:
+        local.mkdir(parents=True, exist_ok=True)
+        probe = local / f".aae_tune_write_test_{time.time_ns()}"
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        problems.append(f"--storage-path {path}: not writable ({exc.strerror}); choose a folder you can write to")
+    return str(local)
+
+
+def check_tracking_uri(uri: str, problems: list[str]) -> None:
+    from aae_tune.tracking import redact_uri
+
+    shown = redact_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                if response.status != 200:
+                    problems.append(f"--tracking-uri {shown}: /health answered {response.status}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            problems.append(f"--tracking-uri {shown}: MLflow server unreachable ({exc}); start it or fix the URI")
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir():
+            problems.append(f"--tracking-uri {shown}: folder {folder} does not exist")
+    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")) and _is_uri(uri):
+        problems.append(f"--tracking-uri {shown}: unsupported scheme; use sqlite:///path.db, http://host:port, ...")
+    elif not _is_uri(uri) and not uri.startswith("file:"):
+        problems.append(f"--tracking-uri {shown}: not a URI; use e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
+
+
+def check_address(address: str | None, problems: list[str]) -> None:
+    if address in (None, "auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        problems.append(f"--address {address}: expected host:port (e.g. 127.0.0.1:6379) or ray://host:10001")
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        problems.append(f"--address {address}: no Ray cluster answers there ({exc}); start it with `ray start "
+                        "--head` or drop --address to start a local one")
+
+
+def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:
+    if _is_uri(request_dir):
+        return
+    from ray import tune
+
+    exists = Path(request_dir).is_dir() and tune.Tuner.can_restore(request_dir)
+    if resume and not exists:
+        problems.append(f"--resume: no search to resume at {request_dir}; check --name and --storage-path")
+    if not resume and exists:
+        problems.append(f"a search already exists at {request_dir}; add --resume to continue it or pick a new --name")
+
+
+def build_request(args: argparse.Namespace) -> SearchRequest:
+    """Validate everything; raise one ConfigError listing all problems."""
+    space = load_space(args.space, parse_overrides(args.overrides))
+    problems: list[str] = []
+    budget, ev = space.budget, space.evaluation
+    values: dict[str, Any] = {
+        "num_samples": args.num_samples if args.num_samples is not None else (2 if args.smoke else budget.num_samples),
+        "max_epochs": args.max_epochs if args.max_epochs is not None else (2 if args.smoke else budget.max_epochs),
+        "max_concurrent": args.max_concurrent if args.max_concurrent is not None else budget.max_concurrent,
+        "top_k": args.top_k if args.top_k is not None else ev.top_k,
+        "final_samples": args.final_samples if args.final_samples is not None else (
+            1000 if args.smoke else ev.final_samples),
+    }
+    problems += [f"--{k.replace('_', '-')}: must be >= 1, got {v}" for k, v in values.items() if v < 1]
+    if not args.cpus_per_trial > 0:
+        problems.append(f"--cpus-per-trial: must be > 0, got {args.cpus_per_trial}")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        problems.append(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
+    if args.resume and not args.name:
+        problems.append("--resume needs --name: the name of the search to continue")
+    name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not NAME_PATTERN.match(name):
+        problems.append(f"--name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
+    storage = check_storage_path(args.storage_path, problems)
+    check_tracking_uri(args.tracking_uri, problems)
+    check_address(args.address, problems)
+    if NAME_PATTERN.match(name) and not problems:
+        check_resume(f"{storage}/{name}", args.resume, problems)
+    if problems:
+        raise ConfigError(problems, "command line")
+    return SearchRequest(
+        space=space, space_path=str(args.space), name=name, seed=args.seed, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=args.tracking_uri,
+        address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke, **values,
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from aae_tune.data import DataError
+
+    try:
+        request = build_request(args)
+        from aae_tune.data import load_mnist
+
+        data = load_mnist(request.data_dir)  # before Ray: a data problem must not start a cluster
+    except (ConfigError, DataError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    from aae_tune.driver import run_search
+
+    summary = run_search(request, data)
+    print(summary.render())
+    if summary.interrupted:
+        return 130
+    return 0 if summary.best is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+"""The Ray Tune function trainable: one search trial = the core training loop + per-epoch validation score.
+
+Tune passes the sampled parameters as ``config`` (flat dotted keys); fixed settings and the dataset arrive
+through ``tune.with_parameters`` (so the data sits once in the object store and every trial on a node maps the
+same memory). Each epoch the trial reports its metrics together with a checkpoint holding the full trainer state,
+so a failed or paused trial resumes exactly from ``tune.get_checkpoint()``.
+
+The score a search optimises is ``valid_parzen_ll``: a Parzen estimate on validation images only (sigma chosen
+on a second validation slice). Test data never enters a trial.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from ray import tune
+
+from aae_tune.metrics import validation_parzen
+from aae_tune.model_io import save_model_files
+from aae_tune.space import SearchSpace
+from aae_tune.train import SplitData, Trainer, resolve_device
+
+
+@dataclass(frozen=True)
+class TrialSettings:
+    """What every trial of one search shares (everything except the sampled parameters)."""
+
+    space: SearchSpace
+    seed: int
+    max_epochs: int
+    smoke: bool = False
+    threads: int = 1  # torch intra-op threads per trial (= CPUs per trial)
+
+
+def trial_config(settings: TrialSettings, sampled: dict[str, Any]):
+    """The ExperimentConfig a trial trains: space defaults + sampled values + the search's seed and budget."""
+    cfg = settings.space.experiment_config(sampled, smoke=settings.smoke)
+    return cfg.replace(seed=settings.seed, epochs=settings.max_epochs)
+
+
+def validation_metrics(trainer: Trainer, data: SplitData, settings: TrialSettings) -> dict[str, float]:
+    ev = settings.space.evaluation
+    result = validation_parzen(trainer.model, data, n_samples=ev.valid_samples, seed=settings.seed)
+    return {"valid_parzen_ll": result.mean, "valid_parzen_se": result.stderr, "valid_parzen_sigma": result.sigma}
+
+
+def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitData) -> None:
+    """Train one sampled config, reporting every epoch with a checkpoint (current ``ray.tune`` API)."""
+    torch.set_num_threads(max(1, settings.threads))
+    cfg = trial_config(settings, config)
+    trainer = Trainer(cfg, data, device=resolve_device(None))  # CUDA iff Ray gave this trial a GPU
+    checkpoint = tune.get_checkpoint()
+    if checkpoint is not None:
+        with checkpoint.as_directory() as directory:
+            trainer.load(directory)
+    every = settings.space.evaluation.every_epochs
+    last_score: dict[str, float] = {}
+    while trainer.epoch < cfg.epochs:
+        metrics = trainer.train_epoch()
+        if trainer.epoch % every == 0 or trainer.epoch == cfg.epochs or not last_score:
+            last_score = validation_metrics(trainer, data, settings)
+        metrics.update(last_score, epoch=trainer.epoch)
+        with tempfile.TemporaryDirectory(prefix="aae_ckpt_") as directory:
+            trainer.save(directory)
+            save_model_files(trainer.model, directory)  # the safe model files, for MLflow and sampling
+            tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))
