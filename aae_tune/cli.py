@@ -136,16 +136,14 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     from aae_tune.data import DataError
-    from aae_tune.errors import CheckpointError, TrainingDiverged
+    from aae_tune.errors import CheckpointError, TrainingDiverged, fail
 
     try:
         return {"train": run_train}[args.command](args)
     except (ConfigError, DataError, CheckpointError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     except TrainingDiverged as exc:
-        print(f"training diverged: {exc}", file=sys.stderr)
-        return 3
+        return fail(f"training diverged: {exc}", code=3)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from aae_tune.finalize import SearchSummary, finalize_search
+from aae_tune.ray_session import start_ray
 from aae_tune.search import SearchRequest
 from aae_tune.space import ParamSpec, SearchSpace
 from aae_tune.tracking import MlflowTrialCallback, SearchTracker, redact_uri
@@ -61,16 +62,6 @@ def make_scheduler(request: SearchRequest):
         time_attr="epoch", max_t=request.max_epochs,
         grace_period=min(sched.grace_period, request.max_epochs), reduction_factor=sched.reduction_factor,
     )
-
-
-def start_ray(address: str | None) -> None:
-    """Connect to ``address`` or start a local Ray bound to loopback with no dashboard."""
-    if ray.is_initialized():
-        return
-    if address and address != "local":
-        ray.init(address=address, include_dashboard=False, log_to_driver=True)
-    else:
-        ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
 
 
 def trial_resources(request: SearchRequest) -> dict[str, float]:

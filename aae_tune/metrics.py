@@ -19,9 +19,9 @@ SIGMA_SELECTION_POINTS = 1000  # Table 1: sigma is chosen on 1000 validation ima
 
 @torch.no_grad()
 def draw_samples(model: AdversarialAutoencoder, n: int, seed: int, chunk: int = 10_000) -> torch.Tensor:
-    """(n, data_dim) float32 model samples on the CPU, reproducible for a given seed."""
-    device = next(model.parameters()).device
-    generator = torch.Generator(device=device).manual_seed(seed)
+    """(n, data_dim) float32 model samples on the CPU, reproducible for a given seed. The prior is drawn from a
+    CPU generator, so a model gives the same samples on CPU and GPU."""
+    generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
     parts = [model.sample(min(chunk, n - i), generator).float().cpu() for i in range(0, n, chunk)]

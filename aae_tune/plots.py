@@ -38,9 +38,9 @@ def save_image_grid(images: np.ndarray | torch.Tensor, path: str | os.PathLike, 
 
 
 def samples_png(model: AdversarialAutoencoder, path: str | os.PathLike, n: int = 100, seed: int = 0) -> Path:
-    device = next(model.parameters()).device
-    images = model.sample(n, torch.Generator(device=device).manual_seed(seed))
-    return save_image_grid(images, path)
+    from aae_tune.metrics import draw_samples
+
+    return save_image_grid(draw_samples(model, n, seed), path)
 
 
 def latent_scatter_png(

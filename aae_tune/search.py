@@ -191,6 +191,7 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     from aae_tune.data import DataError
+    from aae_tune.errors import fail
 
     try:
         request = build_request(args)
@@ -198,8 +199,7 @@ def main(argv: list[str] | None = None) -> int:
 
         data = load_mnist(request.data_dir)  # before Ray: a data problem must not start a cluster
     except (ConfigError, DataError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+        return fail(str(exc))
     from aae_tune.driver import run_search
 
     summary = run_search(request, data)

@@ -1,0 +1,307 @@
+"""Table 1 Parzen evaluation of a trained model, parallel over a Ray cluster.
+
+    python -m aae_tune.evaluate --model-uri URI [--num-samples 10000] [--workers W] [--seed 0] [--data-dir DIR]
+                                [--address ADDR] [--tracking-uri URI] [--shard-size N]
+
+Protocol (Goodfellow et al. 2014, as in the AAE paper): N model samples, sigma picked from ``default_sigmas()`` by
+the mean log-likelihood of the first 1000 validation images, then mean +- stderr of the 10K test images at it.
+
+Scaling: samples are never materialised on the driver. The sample stream is cut into shards of ``shard_size``;
+shard i is drawn from a generator seeded with ``seed * 1_000_003 + i``, so the stream does not depend on how many
+workers there are. Each Ray task regenerates its contiguous range of shards, folds them into a
+``ParzenAccumulator`` over its chunk of points and returns the small mergeable state ((S+1) x points float64);
+the driver merges states (a stable log-sum-exp). Memory per task: one shard plus the GEMM blocks; on the driver:
+the data and one state at a time. The worker count only changes how float32 blocks are grouped: ~1e-7 nats.
+
+Ray workers must be able to import ``aae_tune``: automatic for a local start from the repository; on a remote
+cluster install the package on every node.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import ray
+import torch
+
+from aae_tune.aae import AdversarialAutoencoder
+from aae_tune.errors import fail
+from aae_tune.model_io import load_model_files, save_model_files
+from aae_tune.parzen import ParzenAccumulator, ParzenResult, default_sigmas, parzen_log_likelihood_stream
+from aae_tune.ray_session import start_ray
+from aae_tune.sample import load_model_from_uri
+
+SEED_STRIDE = 1_000_003  # prime > any realistic shard count: (seed, shard) pairs never share a stream seed
+DEFAULT_SHARD = 10_000
+# Below this many points per task, splitting points costs more (every task regenerates its shards) than it gains.
+MIN_POINTS_PER_TASK = 128
+
+
+# ------------------------------------------------------------------------------------------------ the stream
+def shard_seed(seed: int, shard_index: int) -> int:
+    return seed * SEED_STRIDE + shard_index
+
+
+def generate_shard(model: AdversarialAutoencoder, seed: int, shard_index: int, size: int) -> torch.Tensor:
+    """Shard ``shard_index`` of the sample stream: (size, data_dim) on the model's device.
+
+    The prior is drawn from a CPU generator, so the codes are identical on any device and process; the model is
+    run in eval mode (batch-norm running statistics: a sample must not depend on the shard it is in).
+    """
+    generator = torch.Generator().manual_seed(shard_seed(seed, shard_index))
+    was_training = model.training
+    model.eval()
+    try:
+        return model.sample(size, generator)
+    finally:
+        model.train(was_training)
+
+
+def _stream(
+    model: AdversarialAutoencoder, seed: int, n_samples: int, shard_size: int, lo: int, hi: int
+) -> Iterator[torch.Tensor]:
+    """Shards [lo, hi) of the stream, one (<= shard_size, d) tensor at a time (only the last shard is short)."""
+    for i in range(lo, hi):
+        yield generate_shard(model, seed, i, min(shard_size, n_samples - i * shard_size))
+
+
+def _checksum(x: torch.Tensor) -> float:
+    """Float64 sum of a (k, d) chunk (float32 row sums first: cheap and deterministic for a given chunk)."""
+    return float(x.sum(1).double().sum())
+
+
+def _split(n: int, parts: int) -> list[tuple[int, int]]:
+    """``parts`` contiguous, near-equal [lo, hi) ranges covering range(n) (parts <= n)."""
+    edges = [round(k * n / parts) for k in range(parts + 1)]
+    return list(zip(edges[:-1], edges[1:], strict=True))
+
+
+# -------------------------------------------------------------------------------------------- single process
+def single_process_parzen(
+    model: AdversarialAutoencoder,
+    valid: np.ndarray | torch.Tensor,
+    test: np.ndarray | torch.Tensor,
+    *,
+    n_samples: int,
+    seed: int,
+    shard_size: int = DEFAULT_SHARD,
+    sigmas: np.ndarray | None = None,
+) -> ParzenResult:
+    """The reference: the same shard stream fed to ``parzen_log_likelihood_stream`` in this process."""
+    _check_counts(n_samples, shard_size, 1)
+    n_shards = math.ceil(n_samples / shard_size)
+    stream = lambda: _stream(model, seed, n_samples, shard_size, 0, n_shards)  # noqa: E731 - replayed per pass
+    return parzen_log_likelihood_stream(stream, valid, test, sigmas)
+
+
+# ----------------------------------------------------------------------------------------------------- Ray
+def _model_files(model: AdversarialAutoencoder) -> dict[str, bytes]:
+    """The model as the bytes of config.json + model_state.pt: tasks rebuild it with a weights-only load."""
+    with tempfile.TemporaryDirectory(prefix="aae_eval_") as tmp:
+        return {path.name: path.read_bytes() for path in save_model_files(model, tmp)}
+
+
+def _model_from_files(files: dict[str, bytes], device: str) -> AdversarialAutoencoder:
+    with tempfile.TemporaryDirectory(prefix="aae_eval_") as tmp:
+        for name, blob in files.items():
+            (Path(tmp) / Path(name).name).write_bytes(blob)
+        return load_model_files(tmp, device)
+
+
+@ray.remote
+def _score_task(
+    files: dict[str, bytes], points: np.ndarray, p_lo: int, p_hi: int, sigmas: np.ndarray,
+    seed: int, n_samples: int, shard_size: int, s_lo: int, s_hi: int,
+) -> dict:
+    """Shards [s_lo, s_hi) scored against points[p_lo:p_hi] at every sigma -> mergeable accumulator state."""
+    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per task
+    if device == "cpu":
+        torch.set_num_threads(1)  # one task per CPU: oversubscribed BLAS threads only slow everyone down
+    model = _model_from_files(files, device)
+    # The object-store array is read-only shared memory: copy just this task's chunk, (p_hi - p_lo, d).
+    x = torch.tensor(points[p_lo:p_hi], dtype=torch.float32, device=device)
+    acc = ParzenAccumulator(x, sigmas)  # device follows x
+    count, checksum = 0, 0.0
+    for chunk in _stream(model, seed, n_samples, shard_size, s_lo, s_hi):  # chunk: (shard, d), dropped after add
+        acc.add(chunk)
+        count += chunk.shape[0]
+        checksum += _checksum(chunk)
+    return {"state": acc.state(), "count": count, "checksum": checksum}
+
+
+def _check_counts(n_samples: int, shard_size: int, workers: int) -> None:
+    for name, value in (("n_samples", n_samples), ("shard_size", shard_size), ("workers", workers)):
+        if isinstance(value, bool) or not isinstance(value, int | np.integer) or value < 1:
+            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+
+
+def _as_points(name: str, x: np.ndarray | torch.Tensor, dim: int) -> np.ndarray:
+    arr = x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
+    if arr.ndim != 2 or arr.shape[0] == 0 or arr.shape[1] != dim:
+        raise ValueError(f"{name} must have shape (n >= 1, {dim}), got {arr.shape}")
+    return np.ascontiguousarray(arr, dtype=np.float32)
+
+
+def _run_pass(
+    files_ref: ray.ObjectRef, points: np.ndarray, points_ref: ray.ObjectRef, sigmas: np.ndarray, seed: int,
+    n_samples: int, shard_size: int, workers: int, num_gpus: float,
+) -> tuple[np.ndarray, int, float]:
+    """One pass: log-likelihoods (S, N) of all points, and the number and checksum of the samples seen.
+
+    Tasks = shard ranges x point chunks, about ``workers`` of them: shard ranges first (no duplicated
+    generation), point chunks only when there are fewer shards than workers.
+    """
+    n_shards = math.ceil(n_samples / shard_size)
+    ranges = _split(n_shards, min(workers, n_shards))
+    n_chunks = max(1, min(math.ceil(workers / len(ranges)), len(points) // MIN_POINTS_PER_TASK))
+    chunks = _split(len(points), n_chunks)
+    task = _score_task.options(num_cpus=1, num_gpus=num_gpus)
+    refs = [
+        [task.remote(files_ref, points_ref, p_lo, p_hi, sigmas, seed, n_samples, shard_size, s_lo, s_hi)
+         for s_lo, s_hi in ranges]
+        for p_lo, p_hi in chunks
+    ]
+    ll, count, checksum = [], 0, 0.0
+    for k, ((p_lo, p_hi), chunk_refs) in enumerate(zip(chunks, refs, strict=True)):
+        merged: ParzenAccumulator | None = None
+        chunk_count, chunk_sum = 0, 0.0
+        for ref in chunk_refs:  # in shard order, one state at a time: deterministic and bounded on the driver
+            out = ray.get(ref)
+            state = {key: np.array(value) for key, value in out["state"].items()}  # writable copies, (S+1) x N
+            part = ParzenAccumulator.from_state(points[p_lo:p_hi], state)
+            if merged is None:
+                merged = part
+            else:
+                merged.merge(part)
+            chunk_count += out["count"]
+            chunk_sum += out["checksum"]
+        ll.append(merged.log_likelihoods())  # (S, p_hi - p_lo)
+        if k == 0:
+            count, checksum = chunk_count, chunk_sum
+        elif chunk_count != count or not math.isclose(chunk_sum, checksum, rel_tol=1e-6, abs_tol=1e-3):
+            raise RuntimeError("point chunks saw different samples: sample generation is not deterministic")
+    return np.concatenate(ll, axis=1), count, checksum
+
+
+def parallel_parzen(
+    model: AdversarialAutoencoder,
+    valid: np.ndarray | torch.Tensor,
+    test: np.ndarray | torch.Tensor,
+    *,
+    n_samples: int = 10_000,
+    seed: int = 0,
+    workers: int | None = None,
+    shard_size: int = DEFAULT_SHARD,
+    sigmas: np.ndarray | None = None,
+) -> ParzenResult:
+    """The Parzen protocol over a running Ray cluster; equals ``single_process_parzen`` up to float32 rounding.
+
+    valid (N_v, d) picks sigma (pass 1, every sigma), test (N_t, d) is scored at it (pass 2). ``workers``
+    defaults to the cluster's CPU count; each task takes 1 CPU and, if the cluster has GPUs, a GPU fraction.
+    """
+    if not ray.is_initialized():
+        raise RuntimeError("parallel_parzen needs a running Ray: call ray.init(...) first (or use the CLI)")
+    resources = ray.cluster_resources()
+    workers = max(1, int(resources.get("CPU", 1))) if workers is None else workers
+    _check_counts(n_samples, shard_size, workers)
+    sig = np.asarray(default_sigmas() if sigmas is None else sigmas, dtype=np.float64)
+    if sig.ndim != 1 or sig.size == 0 or not np.all(np.isfinite(sig)) or np.any(sig <= 0):
+        raise ValueError(f"sigmas must be a non-empty 1-D grid of finite positive widths, got {sig}")
+    v = _as_points("valid", valid, model.data_dim)
+    t = _as_points("test", test, model.data_dim)
+    gpus = float(resources.get("GPU", 0))
+    # Share GPUs between the tasks; Ray accepts 4 decimals of a resource.
+    num_gpus = 0.0 if gpus <= 0 else max(1e-4, math.floor(min(1.0, gpus / workers) * 1e4) / 1e4)
+
+    files_ref, valid_ref, test_ref = ray.put(_model_files(model)), ray.put(v), ray.put(t)  # once; tasks map them
+    stream = {"seed": seed, "n_samples": n_samples, "shard_size": shard_size, "workers": workers, "num_gpus": num_gpus}
+    try:
+        valid_ll, count_v, sum_v = _run_pass(files_ref, v, valid_ref, sig, **stream)
+        valid_by_sigma = valid_ll.mean(axis=1)  # (S,)
+        best = int(np.argmax(valid_by_sigma))
+        test_ll, count_t, sum_t = _run_pass(files_ref, t, test_ref, sig[best : best + 1], **stream)
+    finally:
+        del files_ref, valid_ref, test_ref  # release the object-store copies
+    if count_v != n_samples or count_t != n_samples or not math.isclose(sum_v, sum_t, rel_tol=1e-6, abs_tol=1e-3):
+        raise RuntimeError("the two passes saw different samples: sample generation is not deterministic")
+    test_ll = test_ll[0]  # (N_t,) float64
+    return ParzenResult(
+        mean=float(test_ll.mean()),
+        stderr=float(test_ll.std() / math.sqrt(test_ll.size)),
+        sigma=float(sig[best]),
+        sigmas=sig,
+        valid_by_sigma=valid_by_sigma,
+        n_samples=int(n_samples),
+        test_log_likelihoods=test_ll,
+    )
+
+
+# ------------------------------------------------------------------------------------------------------- CLI
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="python -m aae_tune.evaluate", description=__doc__.splitlines()[0])
+    p.add_argument("--model-uri", required=True, help="models:/name/version, runs:/<run_id>/path, or a local dir")
+    p.add_argument("--num-samples", type=int, default=10_000, help="model samples N (paper: 10000)")
+    p.add_argument("--workers", type=int, default=None, help="parallel tasks (default: CPUs in the cluster)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the sample stream")
+    p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: see load_mnist)")
+    p.add_argument("--address", default=None, help="Ray cluster to join (default: start a local one)")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking (and registry) URI for models:/ runs:/")
+    p.add_argument("--shard-size", type=int, default=DEFAULT_SHARD, help="samples generated per shard")
+    p.add_argument("--valid-points", type=int, default=1000, help="validation images for sigma (paper: 1000)")
+    p.add_argument("--test-points", type=int, default=None, help="test image cap for quick checks (default: all)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    # Every input check before Ray starts: a bad call fails in a second with one line.
+    for flag, value in (("--num-samples", args.num_samples), ("--shard-size", args.shard_size),
+                        ("--workers", args.workers), ("--valid-points", args.valid_points),
+                        ("--test-points", args.test_points)):
+        if value is not None and value < 1:
+            return fail(f"{flag} must be >= 1, got {value}")
+    if args.seed < 0:
+        return fail(f"--seed must be >= 0, got {args.seed}")
+    from aae_tune.data import load_mnist
+
+    try:
+        model = load_model_from_uri(args.model_uri, tracking_uri=args.tracking_uri, device="cpu")
+        data = load_mnist(args.data_dir)  # DataError is a ValueError too
+    except ValueError as exc:
+        return fail(str(exc))
+    valid, test = data.valid_x[: args.valid_points], data.test_x[: args.test_points]
+
+    try:
+        start_ray(args.address)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        return fail(f"cannot {'connect to Ray at ' + args.address if args.address else 'start Ray'}: {exc}")
+    try:
+        workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
+        start = time.perf_counter()
+        result = parallel_parzen(model, valid, test, n_samples=args.num_samples, seed=args.seed, workers=workers,
+                                 shard_size=args.shard_size)
+        seconds = time.perf_counter() - start
+    finally:
+        ray.shutdown()
+
+    print(f"model: {args.model_uri}")
+    print(f"samples: {result.n_samples} (seed {args.seed}, shards of {args.shard_size}), workers: {workers}")
+    print(f"validation points: {len(valid)}, test points: {len(test)}")
+    print("sigma     mean valid LL")
+    for s, ll in zip(result.sigmas, result.valid_by_sigma, strict=True):
+        print(f"{s:.4f}  {ll:12.2f}{'  <- chosen' if s == result.sigma else ''}")
+    print(f"sigma: {result.sigma:.4f}")
+    print(f"test LL: {result.mean:.2f} ± {result.stderr:.2f} nats")
+    print(f"seconds: {seconds:.1f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,106 @@
+"""What running a trial under Ray Tune + MLflow costs over the bare training loop.
+
+Runs one fixed likelihood_mnist config (App. A.1 networks, the space's defaults) for a few epochs twice, side by
+side in one process tree:
+
+- bare: ``Trainer.train_epoch`` + the per-epoch validation Parzen score, nothing else;
+- tune: the same config as a one-trial search (random searcher, FIFO), with per-epoch checkpoints reported to
+  Tune and metrics streamed to a local MLflow store by the driver callback.
+
+Prints the per-epoch times and the ratio tune/bare (target <= 1.10), plus the one-off start-up cost (Ray start,
+trial actor, data into the object store), reported apart because it does not grow with the budget.
+
+    python benchmarks/search_overhead.py --epochs 4 --train-size 10000
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import ray
+
+from aae_tune.data import MnistSplits, load_mnist
+from aae_tune.driver import build_tuner, start_ray
+from aae_tune.search import SearchRequest
+from aae_tune.space import load_space
+from aae_tune.tracking import SearchTracker
+from aae_tune.train import Trainer
+from aae_tune.trainable import TrialSettings, trial_config, validation_metrics
+
+
+def subset(data: MnistSplits, n: int) -> MnistSplits:
+    return MnistSplits(data.train_x[:n], data.train_y[:n], data.valid_x, data.valid_y, data.test_x, data.test_y,
+                       f"{data.source} (first {n} training images)")
+
+
+def bare(settings: TrialSettings, data: MnistSplits) -> list[float]:
+    import torch
+
+    torch.set_num_threads(settings.threads)
+    trainer = Trainer(trial_config(settings, {}), data)
+    times = []
+    for _ in range(settings.max_epochs):
+        start = time.perf_counter()
+        trainer.train_epoch()
+        validation_metrics(trainer, data, settings)
+        times.append(time.perf_counter() - start)
+    return times
+
+
+def under_tune(request: SearchRequest, data: MnistSplits) -> tuple[list[float], float]:
+    tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name)
+    start = time.perf_counter()
+    start_ray(None)
+    results = build_tuner(request, data, tracker).fit()
+    wall = time.perf_counter() - start
+    history = results[0].metrics_dataframe
+    per_epoch = history["time_this_iter_s"].tolist()
+    return per_epoch, wall
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--epochs", type=int, default=4)
+    parser.add_argument("--train-size", type=int, default=10_000)
+    parser.add_argument("--data-dir")
+    parser.add_argument("--threads", type=int, default=2)
+    args = parser.parse_args()
+
+    data = subset(load_mnist(args.data_dir), args.train_size)
+    # One fixed config: nothing searched, no early stopping.
+    space = load_space("likelihood_mnist", [("params", {}), ("searcher.type", "random"), ("scheduler.type", "fifo")])
+    settings = TrialSettings(space=space, seed=0, max_epochs=args.epochs, threads=args.threads)
+    root = Path(tempfile.mkdtemp(prefix="aae_overhead_"))
+    request = SearchRequest(
+        space=space, space_path="likelihood_mnist", name="overhead", seed=0, num_samples=1,
+        max_epochs=args.epochs, max_concurrent=1, cpus_per_trial=float(args.threads), gpus_per_trial=0.0,
+        storage_path=str(root / "ray_results"), tracking_uri=f"sqlite:///{root}/mlflow.db", address=None,
+        data_dir=None, resume=False, smoke=False, top_k=1, final_samples=1000,
+    )
+
+    bare_start = time.perf_counter()
+    bare_times = bare(settings, data)
+    bare_wall = time.perf_counter() - bare_start
+    tune_times, tune_wall = under_tune(request, data)
+    ray.shutdown()
+
+    # The first epoch of each carries one-off warm-up; compare the steady-state epochs.
+    steady_bare = sum(bare_times[1:]) / max(len(bare_times) - 1, 1)
+    steady_tune = sum(tune_times[1:]) / max(len(tune_times) - 1, 1)
+    print(f"data: {data.source}; {args.epochs} epochs; {args.threads} threads; App. A.1 networks")
+    print(f"{'epoch':>5} {'bare s':>8} {'tune+mlflow s':>14}")
+    for i, (b, t) in enumerate(zip(bare_times, tune_times, strict=False), 1):
+        print(f"{i:>5} {b:8.2f} {t:14.2f}")
+    print(f"steady-state epoch: bare {steady_bare:.2f} s, under Tune + MLflow {steady_tune:.2f} s, "
+          f"ratio {steady_tune / steady_bare:.3f} (target <= 1.10)")
+    print(f"all epochs: bare {sum(bare_times):.1f} s, tune {sum(tune_times):.1f} s, "
+          f"ratio {sum(tune_times) / sum(bare_times):.3f}")
+    print(f"wall incl. start-up: bare {bare_wall:.1f} s, tune {tune_wall:.1f} s "
+          f"(one-off start-up ~{tune_wall - sum(tune_times):.1f} s)")
+
+
+if __name__ == "__main__":
+    main()
