@@ -141,6 +141,8 @@ class MlflowTrialCallback(tune.Callback):
 
     def __init__(self, tracker: SearchTracker, max_epochs: int):
         self.tracker, self.max_epochs = tracker, max_epochs
+        self._nodes: dict[str, str] = {}  # trial id -> node of its latest result
+        self._nodes_seen: dict[str, list[str]] = {}  # trial id -> nodes it ran on, in order
 
     def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.tracker.trial_run(trial.trial_id, run_name=str(trial))
@@ -149,6 +151,12 @@ class MlflowTrialCallback(tune.Callback):
     def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
         run_id = self.tracker.trial_run(trial.trial_id, run_name=str(trial))
         self.tracker.log_metrics(run_id, result, step=int(result.get("epoch", result.get("training_iteration", 0))))
+        node = result.get("node_id")
+        if node and self._nodes.get(trial.trial_id) != node:  # a tag per placement, not per epoch
+            self._nodes[trial.trial_id] = node
+            seen = self._nodes_seen.setdefault(trial.trial_id, [])
+            seen.append(node)
+            self.tracker.set_tags(run_id, {"ray_node_id": node, "ray_nodes": ",".join(seen)})
 
     def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
         run_id = self.tracker.trial_run(trial.trial_id)

@@ -15,6 +15,7 @@ import tempfile
 from dataclasses import dataclass
 from typing import Any
 
+import ray
 import torch
 from ray import tune
 
@@ -62,7 +63,8 @@ def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitDa
         metrics = trainer.train_epoch()
         if trainer.epoch % every == 0 or trainer.epoch == cfg.epochs or not last_score:
             last_score = validation_metrics(trainer, data, settings)
-        metrics.update(last_score, epoch=trainer.epoch)
+        # node_id makes placement visible (which Ray node ran which epoch); the driver records it as a tag.
+        metrics.update(last_score, epoch=trainer.epoch, node_id=ray.get_runtime_context().get_node_id())
         with tempfile.TemporaryDirectory(prefix="aae_ckpt_") as directory:
             trainer.save(directory)
             save_model_files(trainer.model, directory)  # the safe model files, for MLflow and sampling
