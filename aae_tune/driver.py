@@ -4,6 +4,7 @@ per-trial checkpoints kept by score, MLflow streaming, then the end-of-search ev
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 import ray
@@ -15,9 +16,10 @@ from ray.tune.search.optuna import OptunaSearch
 
 from aae_tune.finalize import SearchSummary, finalize_search
 from aae_tune.ray_session import start_ray
-from aae_tune.search import SearchRequest
+from aae_tune.search import SearchRequest, write_search_record
 from aae_tune.space import ParamSpec, SearchSpace
-from aae_tune.tracking import MlflowTrialCallback, SearchTracker, redact_uri
+from aae_tune.tracking import SearchTracker, redact_uri
+from aae_tune.tracking_callback import SPOOL_FILE, MlflowTrialCallback, is_unreachable
 from aae_tune.train import SplitData
 from aae_tune.trainable import TrialSettings, aae_trainable
 
@@ -27,8 +29,9 @@ logger = logging.getLogger("aae_tune.search")
 def tune_domain(spec: ParamSpec) -> Any:
     """A space file distribution as a Tune search domain (Optuna's searcher converts these itself)."""
     d = spec.distribution
-    if d == "choice":
-        return tune.choice(list(range(len(spec.values)))) if spec.is_index_choice() else tune.choice(list(spec.values))
+    if d in ("choice", "grid"):
+        values = list(range(len(spec.values))) if spec.is_index_choice() else list(spec.values)
+        return tune.grid_search(values) if d == "grid" else tune.choice(values)
     if d == "uniform":
         return tune.uniform(spec.low, spec.high)
     if d == "loguniform":
@@ -84,7 +87,7 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
     run_config = tune.RunConfig(
         name=request.name,
         storage_path=request.storage_path,
-        callbacks=[MlflowTrialCallback(tracker, request.max_epochs)],
+        callbacks=[MlflowTrialCallback(tracker, request.max_epochs, spool_path(request))],
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=2, checkpoint_score_attribute=space.metric, checkpoint_score_order=space.mode
         ),
@@ -107,6 +110,14 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
     )
 
 
+def spool_path(request: SearchRequest) -> str:
+    """Where tracking events wait while MLflow is unreachable: the search's folder (or, for cloud storage, the
+    working folder)."""
+    if "://" in request.experiment_dir:
+        return os.path.abspath(f".aae_tune_{request.name}_{SPOOL_FILE}")
+    return os.path.join(request.experiment_dir, SPOOL_FILE)
+
+
 def search_params(request: SearchRequest) -> dict[str, Any]:
     return {
         "space": request.space.name, "space_file": request.space_path, "seed": request.seed,
@@ -120,9 +131,18 @@ def search_params(request: SearchRequest) -> dict[str, Any]:
 
 def run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     """Start or resume the search, wait for it, evaluate and record its best trials."""
+    os.environ["MLFLOW_TRACKING_URI"] = request.tracking_uri  # for Tune's pickled callback after a --resume
+    # Fail fast when the server goes away (the callback spools instead); MLflow's default retries take minutes.
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    if not request.resume:
+        write_search_record(request)
     tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name)
     tracker.log_params(tracker.parent_run_id, search_params(request))
     tracker.log_space(request.space)
+    sent = MlflowTrialCallback(tracker, request.max_epochs, spool_path(request)).flush()  # left by an earlier run
+    if sent:
+        print(f"sent {sent} tracking events spooled while MLflow was unreachable", flush=True)
     start_ray(request.address)
     print(f"search {request.name}: {request.num_samples} trials x {request.max_epochs} epochs on "
           f"{data.source}; MLflow {redact_uri(request.tracking_uri)} run {tracker.parent_run_id}", flush=True)
@@ -130,4 +150,13 @@ def run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     if results.num_terminated + results.num_errors < request.num_samples:
         # Ctrl-C (Tune saved its state) or a driver-side failure: nothing to finalize yet.
         return SearchSummary.interrupted_search(request, tracker.parent_run_id)
-    return finalize_search(request, results, tracker, data)
+    try:
+        return finalize_search(request, results, tracker, data)
+    except Exception as exc:
+        if not is_unreachable(exc):
+            raise
+        return SearchSummary.interrupted_search(
+            request, tracker.parent_run_id,
+            note=f"MLflow became unreachable while recording the results ({type(exc).__name__}). The trials are "
+                 "done; once the server is back, the same command with --resume records the rest without re-training.",
+        )

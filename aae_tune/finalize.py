@@ -5,6 +5,7 @@ nothing that already reached MLflow."""
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -34,7 +35,7 @@ REGISTERED_TAG = "aae_registered_model"
 class TrialRow:
     trial_id: str
     run_id: str | None
-    status: str  # COMPLETED / STOPPED / ERROR
+    status: str  # COMPLETED / STOPPED (by ASHA) / DIVERGED / ERROR
     epochs: int
     best_valid: float | None  # best value of the search metric over the trial's checkpoints
     config: dict[str, Any] = field(default_factory=dict)  # the sampled parameters
@@ -58,28 +59,31 @@ class SearchSummary:
     registered_model: str | None
 
     interrupted: bool = False
+    note: str = ""
 
     @classmethod
-    def interrupted_search(cls, request: SearchRequest, parent_run_id: str) -> SearchSummary:
+    def interrupted_search(cls, request: SearchRequest, parent_run_id: str, note: str = "") -> SearchSummary:
         return cls(
             name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
             experiment_name=request.experiment_name, parent_run_id=parent_run_id, metric=request.space.metric,
-            rows=[], best=None, registered_model=None, interrupted=True,
+            rows=[], best=None, registered_model=None, interrupted=True, note=note,
         )
 
     def render(self) -> str:
         if self.interrupted:
-            return (f"\nsearch {self.name} was interrupted; its state is saved in {self.experiment_dir}.\n"
+            return (f"\n{self.note or 'search ' + self.name + ' was interrupted'}; its state is saved in "
+                    f"{self.experiment_dir}.\n"
                     f"continue it with: python -m aae_tune.search --space ... --name {self.name} --resume "
                     "(with the same --storage-path and --tracking-uri)")
-        counts = {s: sum(r.status == s for r in self.rows) for s in ("COMPLETED", "STOPPED", "ERROR")}
+        counts = {s: sum(r.status == s for r in self.rows) for s in ("COMPLETED", "STOPPED", "DIVERGED", "ERROR")}
         lines = [
             f"\n== search {self.name}: {len(self.rows)} trials ({counts['COMPLETED']} completed, "
-            f"{counts['STOPPED']} stopped early, {counts['ERROR']} failed)",
+            f"{counts['STOPPED']} stopped early, {counts['DIVERGED']} diverged, {counts['ERROR']} failed)",
         ]
         for r in self.rows:
-            if r.status == "ERROR":
-                lines.append(f"   failed: {r.trial_id}: {(r.error or '').strip().splitlines()[-1:]}")
+            if r.status in ("DIVERGED", "ERROR"):
+                last = ((r.error or "").strip().splitlines() or ["unknown error"])[-1]
+                lines.append(f"   {r.status.lower()}: trial {r.trial_id}: {last}")
         if self.best is None:
             lines.append("   no trial reported a score: see the errors above and the Tune logs")
         else:
@@ -101,7 +105,9 @@ class SearchSummary:
 
 
 def best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
-    scored = [(c, m) for c, m in (result.best_checkpoints or []) if m.get(metric) is not None]
+    # A diverged trial's last checkpoint is a marker with score -inf: never a model to log or evaluate.
+    scored = [(c, m) for c, m in (result.best_checkpoints or [])
+              if isinstance(m.get(metric), (int, float)) and math.isfinite(m[metric])]
     if not scored:
         return None, None
     pick = max if mode == "max" else min
@@ -112,8 +118,11 @@ def trial_row(result: Any, request: SearchRequest, runs: dict[str, str]) -> Tria
     metrics = result.metrics or {}
     trial_id = str(metrics.get("trial_id") or Path(result.path).name)
     ckpt, best = best_checkpoint(result, request.space.metric, request.space.mode)
-    epochs = int(metrics.get("epoch", 0))
-    status = "ERROR" if result.error else ("COMPLETED" if epochs >= request.max_epochs else "STOPPED")
+    history = result.metrics_dataframe
+    epochs = int(history["epoch"].max()) if history is not None and "epoch" in history else 0
+    status = "COMPLETED" if epochs >= request.max_epochs else "STOPPED"
+    if result.error:
+        status = "DIVERGED" if "TrainingDiverged" in str(result.error) else "ERROR"
     return TrialRow(
         trial_id=trial_id, run_id=runs.get(trial_id), status=status, epochs=epochs,
         best_valid=None if best is None else float(best[request.space.metric]),

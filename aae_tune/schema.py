@@ -94,6 +94,11 @@ def _convert(value: Any, tp: Any, path: str, problems: _Problems) -> Any:
             problems.bad_type(f"{path}: expected an integer, got {value!r}")
         return value
     if tp is float:
+        if isinstance(value, str):  # YAML 1.1 (PyYAML) reads 1e-3 as a string: accept what float() accepts
+            try:
+                return float(value)
+            except ValueError:
+                pass
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.bad_type(f"{path}: expected a number, got {value!r}")
             return value

@@ -8,7 +8,7 @@ message with exit code 2.
 from __future__ import annotations
 
 import argparse
-import re
+import json
 import socket
 import sys
 import time
@@ -20,9 +20,8 @@ from typing import Any
 
 from aae_tune.cli import parse_overrides
 from aae_tune.schema import ConfigError
-from aae_tune.space import SearchSpace, load_space
+from aae_tune.space import NAME_PATTERN, SearchSpace, load_space
 
-NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 
 
@@ -92,9 +91,12 @@ def check_storage_path(path: str, problems: list[str]) -> str:
     if _is_uri(path):
         return path
     local = Path(path).expanduser().resolve()
+    existing = next(p for p in (local, *local.parents) if p.exists())  # probe there: create nothing yet
+    if not existing.is_dir():
+        problems.append(f"--storage-path {path}: {existing} is a file, not a folder")
+        return str(local)
+    probe = existing / f".aae_tune_write_test_{time.time_ns()}"
     try:
-        local.mkdir(parents=True, exist_ok=True)
-        probe = local / f".aae_tune_write_test_{time.time_ns()}"
         probe.write_text("ok")
         probe.unlink()
     except OSError as exc:
@@ -139,6 +141,39 @@ def check_address(address: str | None, problems: list[str]) -> None:
                         "--head` or drop --address to start a local one")
 
 
+SEARCH_RECORD = "aae_search.json"  # in the experiment folder: what a --resume must agree with
+RESUMABLE_FIELDS = ("experiment", "params", "metric", "mode", "scheduler", "searcher", "evaluation", "smoke")
+
+
+def search_record(space: SearchSpace, seed: int, smoke: bool, max_epochs: int | None = None) -> dict[str, Any]:
+    fields = space.to_dict()
+    return {"space": {k: fields[k] for k in RESUMABLE_FIELDS}, "seed": seed, "smoke": smoke,
+            "space_name": space.name, "max_epochs": max_epochs}
+
+
+def write_search_record(request: SearchRequest) -> None:
+    if _is_uri(request.experiment_dir):
+        return
+    folder = Path(request.experiment_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = search_record(request.space, request.seed, request.smoke, request.max_epochs)
+    (folder / SEARCH_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def check_resume_matches(request_dir: str, record: dict[str, Any], problems: list[str]) -> None:
+    """A resumed search must train what its checkpoints were written for: same space, seed and smoke mode."""
+    path = Path(request_dir) / SEARCH_RECORD
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    diff = sorted(k for k in RESUMABLE_FIELDS if saved["space"].get(k) != record["space"].get(k))
+    diff += [k for k in ("seed", "smoke") if saved.get(k) != record.get(k)]
+    if diff:
+        problems.append(f"--resume: the search at {request_dir} was started with different {', '.join(diff)}; "
+                        "its checkpoints belong to that config. Resume with the original --space/--set/--seed/"
+                        "--smoke, or start a new --name")
+
+
 def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:
     if _is_uri(request_dir):
         return
@@ -172,13 +207,15 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
     if args.resume and not args.name:
         problems.append("--resume needs --name: the name of the search to continue")
     name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    if not NAME_PATTERN.match(name):
+    if not NAME_PATTERN.match(name) or ".." in name:
         problems.append(f"--name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
     storage = check_storage_path(args.storage_path, problems)
     check_tracking_uri(args.tracking_uri, problems)
     check_address(args.address, problems)
-    if NAME_PATTERN.match(name) and not problems:
+    if NAME_PATTERN.match(name) and ".." not in name and not problems:
         check_resume(f"{storage}/{name}", args.resume, problems)
+        if args.resume and not problems:
+            check_resume_matches(f"{storage}/{name}", search_record(space, args.seed, args.smoke), problems)
     if problems:
         raise ConfigError(problems, "command line")
     return SearchRequest(
@@ -205,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     summary = run_search(request, data)
     print(summary.render())
     if summary.interrupted:
-        return 130
+        return 3 if summary.note else 130  # 3: trials done, recording unfinished; 130: interrupted
     return 0 if summary.best is not None else 1
 
 

@@ -7,6 +7,7 @@ searcher, the metric and the default budget. ``load_space`` reports every proble
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Literal
@@ -17,13 +18,16 @@ from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
 from aae_tune.schema import ConfigError, collect, set_path, suggest, to_dict
 
 SPACES_DIR = Path(__file__).resolve().parent.parent / "search_spaces"
-Distribution = Literal["uniform", "loguniform", "quniform", "qloguniform", "randint", "choice"]
+# Names end up in paths (Tune's experiment folder) and MLflow names: no separators, no "..".
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Distribution = Literal["uniform", "loguniform", "quniform", "qloguniform", "randint", "choice", "grid"]
 
 
 @dataclass(frozen=True)
 class ParamSpec:
     """One searched field. uniform/loguniform/quniform/qloguniform: [low, high] (q: step); randint:
-    integers in [low, high); choice: one of ``values`` (scalars, or lists such as lr drop epochs)."""
+    integers in [low, high); choice: one of ``values`` (scalars, or lists such as lr drop epochs); grid: every
+    one of ``values`` (random searcher only: each grid point runs ``num_samples`` times)."""
 
     distribution: Distribution
     low: float | None = None
@@ -33,9 +37,9 @@ class ParamSpec:
 
     def check(self) -> list[str]:
         d = self.distribution
-        if d == "choice":
+        if d in ("choice", "grid"):
             if self.values is None or len(self.values) == 0:
-                return ["values: a choice needs a non-empty list of values"]
+                return [f"values: a {d} needs a non-empty list of values"]
             return []
         if self.low is None or self.high is None:
             return [f"{d} needs low and high"]
@@ -52,7 +56,7 @@ class ParamSpec:
 
     def extremes(self) -> list[Any]:
         """Values at the edges of the range: each must give a valid experiment config."""
-        if self.distribution == "choice":
+        if self.distribution in ("choice", "grid"):
             return list(self.values or ())
         if self.distribution == "randint":
             return [int(self.low), int(self.high) - 1]
@@ -60,7 +64,8 @@ class ParamSpec:
 
     def is_index_choice(self) -> bool:
         """Optuna's categoricals hold scalars only: list-valued choices are searched by index."""
-        return self.distribution == "choice" and any(isinstance(v, (list, tuple, dict)) for v in self.values or ())
+        listed = self.distribution in ("choice", "grid")
+        return listed and any(isinstance(v, (list, tuple, dict)) for v in self.values or ())
 
 
 @dataclass(frozen=True)
@@ -119,6 +124,15 @@ class SearchSpace:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
     smoke: dict[str, Any] = field(default_factory=dict)  # extra experiment overrides for --smoke
+
+    def check(self) -> list[str]:
+        errs = []
+        if not NAME_PATTERN.match(self.name) or ".." in self.name:
+            errs.append(f"name: {self.name!r} must be letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
+        grids = [k for k, p in self.params.items() if p.distribution == "grid"]
+        if grids and self.searcher.type != "random":
+            errs.append(f"params.{grids[0]}: a grid needs searcher.type: random (Optuna samples, it does not grid)")
+        return errs
 
     def experiment_config(self, sampled: dict[str, Any] | None = None, smoke: bool = False) -> ExperimentConfig:
         """The fixed part + (decoded) sampled values -> a validated ExperimentConfig."""
@@ -210,6 +224,10 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> str | None:
     params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
     if head == "params" and "." in key:
         rest = key.split(".", 1)[1]
+        # a whole parameter: --set 'params.code_dim={distribution: choice, values: [4, 8]}'
+        if (rest in params or isinstance(value, dict)) and isinstance(raw.get("params"), dict):
+            raw["params"][rest] = value
+            return None
         for name in sorted(params, key=len, reverse=True):
             if rest.startswith(name + ".") and isinstance(params[name], dict):
                 params[name][rest[len(name) + 1 :]] = value

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import math
+import os
 import re
 import time
 from typing import Any
@@ -19,7 +20,6 @@ import mlflow
 import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
-from ray import tune
 
 logger = logging.getLogger("aae_tune.tracking")
 
@@ -71,8 +71,14 @@ class SearchTracker:
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:
-        # Tune pickles its callbacks into the experiment folder (for --resume): keep the client out of it.
-        return {**self.__dict__, "_client": None}
+        # Tune pickles its callbacks into the experiment folder (for --resume): keep the client and any password
+        # in the tracking URI out of that file. The driver re-supplies the URI through MLFLOW_TRACKING_URI.
+        return {**self.__dict__, "_client": None, "tracking_uri": redact_uri(self.tracking_uri)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "***" in self.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+            self.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
 
     def log_space(self, space: Any) -> None:
         """The resolved space (file + overrides) as YAML on the parent run."""
@@ -119,6 +125,11 @@ class SearchTracker:
         for i in range(0, len(new), 100):
             self.client.log_batch(run_id, params=new[i : i + 100])
 
+    def last_step(self, run_id: str, key: str = "epoch") -> int:
+        """The highest step already logged for ``key`` (0 if none): what a resumed trial must not log again."""
+        history = self.client.get_metric_history(run_id, key)
+        return max((m.step for m in history), default=0)
+
     def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
         now = int(time.time() * 1000)
         batch = [
@@ -134,39 +145,3 @@ class SearchTracker:
 
     def end_run(self, run_id: str, status: str = "FINISHED") -> None:
         self.client.set_terminated(run_id, status=status)
-
-
-class MlflowTrialCallback(tune.Callback):
-    """Streams every trial's params and per-epoch metrics (step = epoch) into its nested run."""
-
-    def __init__(self, tracker: SearchTracker, max_epochs: int):
-        self.tracker, self.max_epochs = tracker, max_epochs
-        self._nodes: dict[str, str] = {}  # trial id -> node of its latest result
-        self._nodes_seen: dict[str, list[str]] = {}  # trial id -> nodes it ran on, in order
-
-    def on_trial_start(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.tracker.trial_run(trial.trial_id, run_name=str(trial))
-        self.tracker.log_params(run_id, dict(trial.config))
-
-    def on_trial_result(self, iteration: int, trials: list, trial: Any, result: dict, **info: Any) -> None:
-        run_id = self.tracker.trial_run(trial.trial_id, run_name=str(trial))
-        self.tracker.log_metrics(run_id, result, step=int(result.get("epoch", result.get("training_iteration", 0))))
-        node = result.get("node_id")
-        if node and self._nodes.get(trial.trial_id) != node:  # a tag per placement, not per epoch
-            self._nodes[trial.trial_id] = node
-            seen = self._nodes_seen.setdefault(trial.trial_id, [])
-            seen.append(node)
-            self.tracker.set_tags(run_id, {"ray_node_id": node, "ray_nodes": ",".join(seen)})
-
-    def on_trial_complete(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.tracker.trial_run(trial.trial_id)
-        epochs = int((trial.last_result or {}).get("epoch", 0))
-        reason = "completed" if epochs >= self.max_epochs else f"stopped early by the scheduler after epoch {epochs}"
-        self.tracker.set_tags(run_id, {"stop_reason": reason, "epochs_trained": epochs})
-        self.tracker.end_run(run_id, "FINISHED")
-
-    def on_trial_error(self, iteration: int, trials: list, trial: Any, **info: Any) -> None:
-        run_id = self.tracker.trial_run(trial.trial_id)
-        message = str(getattr(trial, "error_message", None) or "trial raised an error")
-        self.tracker.set_tags(run_id, {"stop_reason": f"error: {message[-4000:]}"})
-        self.tracker.end_run(run_id, "FAILED")

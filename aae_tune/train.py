@@ -8,6 +8,7 @@ restore, train 2" produce identical weights.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -150,9 +151,19 @@ class Trainer:
         path = Path(directory) / CHECKPOINT_FILE
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(f".tmp{os.getpid()}")
+        buffer = io.BytesIO()
+        torch.save(self.state_dict(), buffer)  # serialise first: a write error is then a plain OSError (ENOSPC...)
         try:
-            torch.save(self.state_dict(), tmp)
-            os.replace(tmp, path)
+            with open(tmp, "wb") as f:
+                f.write(buffer.getbuffer())
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)  # atomic: a reader sees the old checkpoint or the new one, never half of one
+        except OSError as exc:
+            raise CheckpointError(
+                f"cannot write checkpoint {path}: {exc.strerror}; free disk space or choose another folder — "
+                "the previous checkpoint there is intact"
+            ) from exc
         finally:
             tmp.unlink(missing_ok=True)
         return path

@@ -11,18 +11,23 @@ on a second validation slice). Test data never enters a trial.
 
 from __future__ import annotations
 
+import math
 import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import ray
 import torch
 from ray import tune
 
+from aae_tune.errors import TrainingDiverged
 from aae_tune.metrics import validation_parzen
 from aae_tune.model_io import save_model_files
 from aae_tune.space import SearchSpace
 from aae_tune.train import SplitData, Trainer, resolve_device
+
+DIVERGED_FILE = "DIVERGED"
 
 
 @dataclass(frozen=True)
@@ -44,7 +49,10 @@ def trial_config(settings: TrialSettings, sampled: dict[str, Any]):
 
 def validation_metrics(trainer: Trainer, data: SplitData, settings: TrialSettings) -> dict[str, float]:
     ev = settings.space.evaluation
-    result = validation_parzen(trainer.model, data, n_samples=ev.valid_samples, seed=settings.seed)
+    try:
+        result = validation_parzen(trainer.model, data, n_samples=ev.valid_samples, seed=settings.seed)
+    except ValueError as exc:  # non-finite samples: the decoder blew up although the losses stayed finite
+        raise TrainingDiverged(f"epoch {trainer.epoch}: validation samples are not finite ({exc})") from exc
     return {"valid_parzen_ll": result.mean, "valid_parzen_se": result.stderr, "valid_parzen_sigma": result.sigma}
 
 
@@ -56,7 +64,30 @@ def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitDa
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
+            marker = Path(directory) / DIVERGED_FILE
+            if marker.is_file():  # a retry of a diverged trial: training is deterministic, it would diverge again
+                raise TrainingDiverged(marker.read_text())
             trainer.load(directory)
+    try:
+        train_and_report(trainer, data, settings)
+    except TrainingDiverged as exc:
+        report_divergence(exc, settings)
+        raise
+
+
+def report_divergence(exc: TrainingDiverged, settings: TrialSettings) -> None:
+    """Leave a checkpoint that says "diverged" before failing, so that Tune's retries (FailureConfig) stop at once.
+    Its score is the worst possible, so it is never a trial's best checkpoint; it carries no "epoch", so ASHA
+    ignores it."""
+    space = settings.space
+    worst = -math.inf if space.mode == "max" else math.inf
+    with tempfile.TemporaryDirectory(prefix="aae_diverged_") as directory:
+        (Path(directory) / DIVERGED_FILE).write_text(str(exc))
+        tune.report({space.metric: worst, "diverged": 1.0}, checkpoint=tune.Checkpoint.from_directory(directory))
+
+
+def train_and_report(trainer: Trainer, data: SplitData, settings: TrialSettings) -> None:
+    cfg = trainer.cfg
     every = settings.space.evaluation.every_epochs
     last_score: dict[str, float] = {}
     while trainer.epoch < cfg.epochs:

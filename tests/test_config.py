@@ -50,6 +50,16 @@ def test_architecture_ignores_budget_and_optimiser():
     assert a.architecture() != a.replace(code_dim=4).architecture()
 
 
+def test_yaml_style_exponents_are_numbers():
+    """PyYAML reads `lr: 1e-3` as the string '1e-3'; a config must still take it as a number."""
+    import yaml
+
+    cfg = ExperimentConfig.from_dict(yaml.safe_load("optim: {reconstruction: {lr: 1e-3}}"))
+    assert cfg.optim.reconstruction.lr == 0.001
+    with pytest.raises(ConfigError, match="lr: expected a number, got 'fast'"):
+        ExperimentConfig.from_dict({"optim": {"reconstruction": {"lr": "fast"}}})
+
+
 def test_set_path_builds_nested_overrides():
     data: dict = {"optim": {"reconstruction": {"lr": 0.1}}}
     set_path(data, "optim.reconstruction.momentum", 0.5)

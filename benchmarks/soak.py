@@ -1,0 +1,94 @@
+"""Soak: a search of many tiny trials, measuring what grows with the number of trials.
+
+    python benchmarks/soak.py --trials 200 [--address 127.0.0.1:PORT] [--train-size 500]
+
+Each trial is the smoke network for one epoch on a small slice of real MNIST, so the run measures the service,
+not the model: driver memory (RSS) after each finished trial and its growth per trial (least-squares slope),
+the scheduling overhead (wall time of the search minus the trial time it ran, per trial, at the given
+concurrency), and whether the MLflow store holds every trial (one nested run each, with its metrics).
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+from mlflow.tracking import MlflowClient
+from ray import tune
+
+from aae_tune.data import MnistSplits, load_mnist
+from aae_tune.driver import build_tuner, start_ray
+from aae_tune.search import SearchRequest
+from aae_tune.space import load_space
+from aae_tune.tracking import SearchTracker
+
+
+def rss_mb() -> float:
+    """Resident memory of this (driver) process, from /proc."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+class MemoryProbe(tune.Callback):
+    def __init__(self) -> None:
+        self.samples: list[tuple[int, float]] = []
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        self.samples.append((len(self.samples) + 1, rss_mb()))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--trials", type=int, default=200)
+    parser.add_argument("--train-size", type=int, default=500)
+    parser.add_argument("--max-concurrent", type=int, default=2)
+    parser.add_argument("--address", help="a running Ray cluster, e.g. the local one of `python -m aae_tune.cluster`")
+    parser.add_argument("--data-dir")
+    args = parser.parse_args()
+
+    full = load_mnist(args.data_dir)
+    n = args.train_size
+    data = MnistSplits(full.train_x[:n], full.train_y[:n], full.valid_x[:400], full.valid_y[:400],
+                       full.test_x[:400], full.test_y[:400], f"{full.source} (soak slice)")
+    space = load_space("likelihood_mnist", [("searcher.type", "random"), ("scheduler.type", "fifo"),
+                                            ("evaluation.valid_samples", 200)])
+    root = Path(tempfile.mkdtemp(prefix="aae_soak_"))
+    request = SearchRequest(
+        space=space, space_path="likelihood_mnist", name="soak", seed=0, num_samples=args.trials, max_epochs=1,
+        max_concurrent=args.max_concurrent, cpus_per_trial=1.0, gpus_per_trial=0.0,
+        storage_path=str(root / "ray_results"), tracking_uri=f"sqlite:///{root}/mlflow.db", address=args.address,
+        data_dir=None, resume=False, smoke=True, top_k=1, final_samples=200,
+    )
+    tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name)
+    start_ray(args.address)
+    probe = MemoryProbe()
+    tuner = build_tuner(request, data, tracker)
+    tuner._local_tuner._run_config.callbacks.append(probe)  # measurement only: not a product code path
+    rss_start = rss_mb()
+    start = time.perf_counter()
+    results = tuner.fit()
+    wall = time.perf_counter() - start
+
+    trial_seconds = sum(r.metrics.get("time_total_s", 0.0) for r in results)
+    counts, rss = np.array([c for c, _ in probe.samples]), np.array([m for _, m in probe.samples])
+    slope = np.polyfit(counts, rss, 1)[0] if len(counts) > 2 else float("nan")
+    client = MlflowClient(request.tracking_uri)
+    exp = client.get_experiment_by_name(request.experiment_name)
+    runs = client.search_runs([exp.experiment_id], "tags.aae_role = 'trial'", max_results=10_000)
+    with_metrics = sum(1 for r in runs if "valid_parzen_ll" in r.data.metrics)
+    print(f"trials: {len(results)} ({results.num_terminated} terminated, {results.num_errors} errors)")
+    print(f"wall {wall:.1f} s; trial time {trial_seconds:.1f} s over concurrency {args.max_concurrent}")
+    overhead = (wall - trial_seconds / args.max_concurrent) / max(len(results), 1)
+    print(f"scheduling overhead: {overhead:.2f} s per trial")
+    print(f"driver RSS: start {rss_start:.0f} MB, after trial 1 {rss[0]:.0f} MB, after trial {counts[-1]} "
+          f"{rss[-1]:.0f} MB; growth {slope * 1024:.1f} KB per trial (least squares)")
+    print(f"MLflow: {len(runs)} trial runs, {with_metrics} with metrics (expected {args.trials})")
+
+
+if __name__ == "__main__":
+    main()
