@@ -23,6 +23,7 @@ from aae_tune.schema import ConfigError
 from aae_tune.space import NAME_PATTERN, SearchSpace, load_space
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SMOKE_TRAIN_IMAGES = 5000  # --smoke trains on the first 5,000 training images (validation and test stay whole)
 
 
 @dataclass(frozen=True)
@@ -235,6 +236,8 @@ def main(argv: list[str] | None = None) -> int:
         from aae_tune.data import load_mnist
 
         data = load_mnist(request.data_dir)  # before Ray: a data problem must not start a cluster
+        if request.smoke:
+            data = data.head(SMOKE_TRAIN_IMAGES)
     except (ConfigError, DataError) as exc:
         return fail(str(exc))
     from aae_tune.driver import run_search

@@ -31,11 +31,6 @@ from aae_tune.train import Trainer
 from aae_tune.trainable import TrialSettings, trial_config, validation_metrics
 
 
-def subset(data: MnistSplits, n: int) -> MnistSplits:
-    return MnistSplits(data.train_x[:n], data.train_y[:n], data.valid_x, data.valid_y, data.test_x, data.test_y,
-                       f"{data.source} (first {n} training images)")
-
-
 def bare(settings: TrialSettings, data: MnistSplits) -> list[float]:
     import torch
 
@@ -69,7 +64,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
 
-    data = subset(load_mnist(args.data_dir), args.train_size)
+    data = load_mnist(args.data_dir).head(args.train_size)
     # One fixed config: nothing searched, no early stopping.
     space = load_space("likelihood_mnist", [("params", {}), ("searcher.type", "random"), ("scheduler.type", "fifo")])
     settings = TrialSettings(space=space, seed=0, max_epochs=args.epochs, threads=args.threads)

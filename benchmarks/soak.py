@@ -19,7 +19,7 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from ray import tune
 
-from aae_tune.data import MnistSplits, load_mnist
+from aae_tune.data import load_mnist
 from aae_tune.driver import build_tuner, start_ray
 from aae_tune.search import SearchRequest
 from aae_tune.space import load_space
@@ -51,10 +51,7 @@ def main() -> None:
     parser.add_argument("--data-dir")
     args = parser.parse_args()
 
-    full = load_mnist(args.data_dir)
-    n = args.train_size
-    data = MnistSplits(full.train_x[:n], full.train_y[:n], full.valid_x[:400], full.valid_y[:400],
-                       full.test_x[:400], full.test_y[:400], f"{full.source} (soak slice)")
+    data = load_mnist(args.data_dir).head(args.train_size, 400, 400)
     space = load_space("likelihood_mnist", [("searcher.type", "random"), ("scheduler.type", "fifo"),
                                             ("evaluation.valid_samples", 200)])
     root = Path(tempfile.mkdtemp(prefix="aae_soak_"))

@@ -37,14 +37,7 @@ def mnist(mnist_dir: Path):
 @pytest.fixture(scope="session")
 def small_mnist(mnist):
     """A 2,000 / 500 slice of the real split: enough signal for learning tests, seconds to train."""
-    from aae_tune.data import MnistSplits
-
-    return MnistSplits(
-        train_x=mnist.train_x[:2000], train_y=mnist.train_y[:2000],
-        valid_x=mnist.valid_x[:500], valid_y=mnist.valid_y[:500],
-        test_x=mnist.test_x[:500], test_y=mnist.test_y[:500],
-        source=f"{mnist.source} (test slice)",
-    )
+    return mnist.head(2000, 500, 500)
 
 
 @pytest.fixture

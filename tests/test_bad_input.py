@@ -98,12 +98,10 @@ def outcomes(tmp_path_factory, mnist_dir):
     tmp = tmp_path_factory.mktemp("bad_input")
     # An existing checkpoint of the smoke config (2-D codes) for the incompatible-checkpoint case.
     from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
-    from aae_tune.data import MnistSplits, load_mnist
+    from aae_tune.data import load_mnist
     from aae_tune.train import Trainer
 
-    m = load_mnist(mnist_dir)
-    small = MnistSplits(m.train_x[:200], m.train_y[:200], m.valid_x[:50], m.valid_y[:50], m.test_x[:50],
-                        m.test_y[:50], "slice")
+    small = load_mnist(mnist_dir).head(200, 50, 50)
     Trainer(ExperimentConfig.from_dict({**SMOKE_OVERRIDES, "code_dim": 2}), small).save(tmp / "ckpt")
     cases = make_cases(tmp, mnist_dir)
     workdir = tmp / "cwd"

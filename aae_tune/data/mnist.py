@@ -61,6 +61,14 @@ class MnistSplits:
         """True for the real 60K+10K MNIST (50000/10000/10000), False for the embedded subset."""
         return (len(self.train_y), len(self.valid_y), len(self.test_y)) == (N_TRAIN, N_VALID, N_TEST_OFFICIAL)
 
+    def head(self, n_train: int, n_valid: int | None = None, n_test: int | None = None) -> MnistSplits:
+        """The first examples of each split (views, no copy): smoke runs, tests and benchmarks."""
+        parts = [f"first {n}" for n in (n_train, n_valid, n_test) if n is not None]
+        return MnistSplits(
+            self.train_x[:n_train], self.train_y[:n_train], self.valid_x[:n_valid], self.valid_y[:n_valid],
+            self.test_x[:n_test], self.test_y[:n_test], f"{self.source} ({'/'.join(parts)} of train/valid/test)",
+        )
+
 
 def find_mnist_files(directory: str | os.PathLike[str]) -> tuple[dict[str, Path], list[str]]:
     """Locate the four files in ``directory`` (``name.gz`` preferred over raw ``name``).
