@@ -25,6 +25,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -37,6 +38,7 @@ from aae_tune.model_io import load_model_files, save_model_files
 from aae_tune.parzen import ParzenAccumulator, ParzenResult, default_sigmas, parzen_log_likelihood_stream
 from aae_tune.ray_session import start_ray
 from aae_tune.sample import load_model_from_uri
+from aae_tune.train import resolve_device
 
 SEED_STRIDE = 1_000_003  # prime > any realistic shard count: (seed, shard) pairs never share a stream seed
 DEFAULT_SHARD = 10_000
@@ -115,15 +117,31 @@ def _model_from_files(files: dict[str, bytes], device: str) -> AdversarialAutoen
         return load_model_files(tmp, device)
 
 
+def task_gpu_fraction(cluster_gpus: float, workers: int) -> float:
+    """GPU share per Parzen task: 0 without GPUs, else the cluster's GPUs split over the tasks (<= 1 each).
+
+    Ray accepts 4 decimals of a resource, so the share is floored to 1e-4 (and never rounds down to 0).
+    """
+    if cluster_gpus <= 0:
+        return 0.0
+    return max(1e-4, math.floor(min(1.0, cluster_gpus / max(1, workers)) * 1e4) / 1e4)
+
+
+def task_device() -> torch.device:
+    """The device of a Parzen task: CUDA iff Ray gave it a GPU (Ray sets CUDA_VISIBLE_DEVICES per task)."""
+    device = resolve_device(None)  # the trials' rule too: one GPU/CPU decision for the whole package
+    if device.type == "cpu":
+        torch.set_num_threads(1)  # one task per CPU: oversubscribed BLAS threads only slow everyone down
+    return device
+
+
 @ray.remote
 def _score_task(
     files: dict[str, bytes], points: np.ndarray, p_lo: int, p_hi: int, sigmas: np.ndarray,
     seed: int, n_samples: int, shard_size: int, s_lo: int, s_hi: int,
 ) -> dict:
     """Shards [s_lo, s_hi) scored against points[p_lo:p_hi] at every sigma -> mergeable accumulator state."""
-    device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per task
-    if device == "cpu":
-        torch.set_num_threads(1)  # one task per CPU: oversubscribed BLAS threads only slow everyone down
+    device = task_device()
     model = _model_from_files(files, device)
     # The object-store array is read-only shared memory: copy just this task's chunk, (p_hi - p_lo, d).
     x = torch.tensor(points[p_lo:p_hi], dtype=torch.float32, device=device)
@@ -133,7 +151,8 @@ def _score_task(
         acc.add(chunk)
         count += chunk.shape[0]
         checksum += _checksum(chunk)
-    return {"state": acc.state(), "count": count, "checksum": checksum}
+    node = ray.get_runtime_context().get_node_id()  # placement is visible: which nodes did the work
+    return {"state": acc.state(), "count": count, "checksum": checksum, "node_id": node}
 
 
 def _check_counts(n_samples: int, shard_size: int, workers: int) -> None:
@@ -152,8 +171,9 @@ def _as_points(name: str, x: np.ndarray | torch.Tensor, dim: int) -> np.ndarray:
 def _run_pass(
     files_ref: ray.ObjectRef, points: np.ndarray, points_ref: ray.ObjectRef, sigmas: np.ndarray, seed: int,
     n_samples: int, shard_size: int, workers: int, num_gpus: float,
-) -> tuple[np.ndarray, int, float]:
-    """One pass: log-likelihoods (S, N) of all points, and the number and checksum of the samples seen.
+) -> tuple[np.ndarray, int, float, list[str]]:
+    """One pass: log-likelihoods (S, N) of all points, the number and checksum of the samples seen, and the node
+    id of every task.
 
     Tasks = shard ranges x point chunks, about ``workers`` of them: shard ranges first (no duplicated
     generation), point chunks only when there are fewer shards than workers.
@@ -168,7 +188,7 @@ def _run_pass(
          for s_lo, s_hi in ranges]
         for p_lo, p_hi in chunks
     ]
-    ll, count, checksum = [], 0, 0.0
+    ll, count, checksum, nodes = [], 0, 0.0, []
     for k, ((p_lo, p_hi), chunk_refs) in enumerate(zip(chunks, refs, strict=True)):
         merged: ParzenAccumulator | None = None
         chunk_count, chunk_sum = 0, 0.0
@@ -182,12 +202,26 @@ def _run_pass(
                 merged.merge(part)
             chunk_count += out["count"]
             chunk_sum += out["checksum"]
+            nodes.append(out["node_id"])
         ll.append(merged.log_likelihoods())  # (S, p_hi - p_lo)
         if k == 0:
             count, checksum = chunk_count, chunk_sum
         elif chunk_count != count or not math.isclose(chunk_sum, checksum, rel_tol=1e-6, abs_tol=1e-3):
             raise RuntimeError("point chunks saw different samples: sample generation is not deterministic")
-    return np.concatenate(ll, axis=1), count, checksum
+    return np.concatenate(ll, axis=1), count, checksum, nodes
+
+
+@dataclass(frozen=True)
+class ParallelParzenRun:
+    """A ``parallel_parzen`` result plus where its tasks ran."""
+
+    result: ParzenResult
+    task_nodes: list[str]  # Ray node id of every task, both passes, in submission order
+
+    @property
+    def nodes(self) -> list[str]:
+        """Distinct node ids, sorted."""
+        return sorted(set(self.task_nodes))
 
 
 def parallel_parzen(
@@ -205,7 +239,24 @@ def parallel_parzen(
 
     valid (N_v, d) picks sigma (pass 1, every sigma), test (N_t, d) is scored at it (pass 2). ``workers``
     defaults to the cluster's CPU count; each task takes 1 CPU and, if the cluster has GPUs, a GPU fraction.
+    ``parallel_parzen_run`` is the same and also says which Ray nodes ran the tasks.
     """
+    return parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed, workers=workers,
+                               shard_size=shard_size, sigmas=sigmas).result
+
+
+def parallel_parzen_run(
+    model: AdversarialAutoencoder,
+    valid: np.ndarray | torch.Tensor,
+    test: np.ndarray | torch.Tensor,
+    *,
+    n_samples: int = 10_000,
+    seed: int = 0,
+    workers: int | None = None,
+    shard_size: int = DEFAULT_SHARD,
+    sigmas: np.ndarray | None = None,
+) -> ParallelParzenRun:
+    """``parallel_parzen`` plus the node id of every task (see ``ParallelParzenRun``)."""
     if not ray.is_initialized():
         raise RuntimeError("parallel_parzen needs a running Ray: call ray.init(...) first (or use the CLI)")
     resources = ray.cluster_resources()
@@ -216,23 +267,21 @@ def parallel_parzen(
         raise ValueError(f"sigmas must be a non-empty 1-D grid of finite positive widths, got {sig}")
     v = _as_points("valid", valid, model.data_dim)
     t = _as_points("test", test, model.data_dim)
-    gpus = float(resources.get("GPU", 0))
-    # Share GPUs between the tasks; Ray accepts 4 decimals of a resource.
-    num_gpus = 0.0 if gpus <= 0 else max(1e-4, math.floor(min(1.0, gpus / workers) * 1e4) / 1e4)
+    num_gpus = task_gpu_fraction(float(resources.get("GPU", 0)), workers)
 
     files_ref, valid_ref, test_ref = ray.put(_model_files(model)), ray.put(v), ray.put(t)  # once; tasks map them
     stream = {"seed": seed, "n_samples": n_samples, "shard_size": shard_size, "workers": workers, "num_gpus": num_gpus}
     try:
-        valid_ll, count_v, sum_v = _run_pass(files_ref, v, valid_ref, sig, **stream)
+        valid_ll, count_v, sum_v, nodes_v = _run_pass(files_ref, v, valid_ref, sig, **stream)
         valid_by_sigma = valid_ll.mean(axis=1)  # (S,)
         best = int(np.argmax(valid_by_sigma))
-        test_ll, count_t, sum_t = _run_pass(files_ref, t, test_ref, sig[best : best + 1], **stream)
+        test_ll, count_t, sum_t, nodes_t = _run_pass(files_ref, t, test_ref, sig[best : best + 1], **stream)
     finally:
         del files_ref, valid_ref, test_ref  # release the object-store copies
     if count_v != n_samples or count_t != n_samples or not math.isclose(sum_v, sum_t, rel_tol=1e-6, abs_tol=1e-3):
         raise RuntimeError("the two passes saw different samples: sample generation is not deterministic")
     test_ll = test_ll[0]  # (N_t,) float64
-    return ParzenResult(
+    result = ParzenResult(
         mean=float(test_ll.mean()),
         stderr=float(test_ll.std() / math.sqrt(test_ll.size)),
         sigma=float(sig[best]),
@@ -241,6 +290,7 @@ def parallel_parzen(
         n_samples=int(n_samples),
         test_log_likelihoods=test_ll,
     )
+    return ParallelParzenRun(result=result, task_nodes=nodes_v + nodes_t)
 
 
 # ------------------------------------------------------------------------------------------------------- CLI

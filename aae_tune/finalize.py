@@ -19,7 +19,7 @@ import pyarrow.parquet as pq
 import torch
 from ray import tune
 
-from aae_tune.evaluate import parallel_parzen
+from aae_tune.evaluate import parallel_parzen_run
 from aae_tune.metrics import SIGMA_SELECTION_POINTS
 from aae_tune.model_io import CONFIG_FILE, STATE_FILE, load_model_files
 from aae_tune.plots import latent_scatter_png, samples_png
@@ -169,9 +169,12 @@ def evaluate_table1(tracker: SearchTracker, row: TrialRow, data: SplitData, requ
         return
     with tune.Checkpoint(row.checkpoint).as_directory() as directory:
         model = load_model_files(directory, device="cpu")
-    result = parallel_parzen(
+    run = parallel_parzen_run(
         model, data.valid_x[:SIGMA_SELECTION_POINTS], data.test_x, n_samples=request.final_samples, seed=request.seed
     )
+    result = run.result
+    # Which Ray nodes scored this model: on a cluster the evaluation is spread like the trials.
+    tracker.set_tags(row.run_id, {"parzen_ray_nodes": ",".join(run.nodes), "parzen_tasks": len(run.task_nodes)})
     row.test_parzen_ll, row.test_parzen_se, row.parzen_sigma = result.mean, result.stderr, result.sigma
     chosen = float(result.valid_by_sigma.max())
     tracker.log_metrics(row.run_id, {"test_parzen_ll": result.mean, "test_parzen_se": result.stderr,

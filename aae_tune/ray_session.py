@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import ray
 
 
 def start_ray(address: str | None = None) -> None:
-    """Join the cluster at ``address``, or start a local Ray bound to 127.0.0.1 with no dashboard (nothing of
-    ours listens beyond loopback unless the user points us at a cluster)."""
+    """Join the cluster at ``address``, or start a local Ray on node address 127.0.0.1 with no dashboard.
+
+    Ray 2.60 itself still opens its gRPC ports on every interface; they are guarded by Ray's token
+    authentication, which is on by default. A cluster started with ``ray start`` writes that token to
+    ~/.ray/auth_token, and ``ray.init(address=...)`` only sends it when RAY_AUTH_MODE=token: set it for the user.
+    """
     if ray.is_initialized():
         return
     if address and address != "local":
+        if "RAY_AUTH_MODE" not in os.environ and (Path.home() / ".ray" / "auth_token").is_file():
+            os.environ["RAY_AUTH_MODE"] = "token"
         ray.init(address=address, include_dashboard=False)
     else:
         ray.init(include_dashboard=False, _node_ip_address="127.0.0.1")
