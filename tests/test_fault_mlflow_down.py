@@ -57,7 +57,7 @@ def test_search_survives_mlflow_outage_and_uploads_later(tmp_path):
     uri = f"http://127.0.0.1:{port}"
     server = start_server(tmp_path, port)
     cmd = [sys.executable, "-m", "aae_tune.search", "--space", "likelihood_mnist", "--smoke", "--name", "outage",
-           "--num-samples", "1", "--max-epochs", "4", "--storage-path", str(tmp_path / "ray_results"),
+           "--num-samples", "1", "--max-epochs", "8", "--storage-path", str(tmp_path / "ray_results"),
            "--tracking-uri", uri, "--final-samples", "300", "--seed", "0"]
     search = subprocess.Popen(cmd, cwd=tmp_path, env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                               text=True, start_new_session=True)
@@ -76,7 +76,7 @@ def test_search_survives_mlflow_outage_and_uploads_later(tmp_path):
     assert out.count("WARNING: MLflow unreachable") == 1  # reported once, not once per event
     assert "--resume records the rest" in out
     spool = tmp_path / "ray_results" / "outage" / "mlflow_spool.jsonl"
-    assert spool.is_file() and spool.read_text().count('"kind": "result"') >= 2
+    assert spool.is_file() and spool.read_text().count('"kind": "result"') >= 1
 
     server = start_server(tmp_path, port)  # back, with the same store
     try:
@@ -85,11 +85,11 @@ def test_search_survives_mlflow_outage_and_uploads_later(tmp_path):
                               timeout=300)
         assert sync.returncode == 0, sync.stderr[-3000:]
         assert not spool.exists()
-        assert sorted(epochs(uri)) == [1, 2, 3, 4]  # every epoch, once
+        assert sorted(epochs(uri)) == list(range(1, 9))  # every epoch, once
         resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, env=ENV, capture_output=True, text=True,
                                  timeout=600)
         assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
         assert "registered model: models:/aae-likelihood_mnist/1" in resumed.stdout
-        assert sorted(epochs(uri)) == [1, 2, 3, 4]
+        assert sorted(epochs(uri)) == list(range(1, 9))
     finally:
         stop(server)
