@@ -3,7 +3,6 @@ per-trial checkpoints kept by score, MLflow streaming, then the end-of-search ev
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -22,8 +21,6 @@ from aae_tune.tracking import SearchTracker, redact_uri
 from aae_tune.tracking_callback import SPOOL_FILE, MlflowTrialCallback, is_unreachable
 from aae_tune.train import SplitData
 from aae_tune.trainable import TrialSettings, aae_trainable
-
-logger = logging.getLogger("aae_tune.search")
 
 
 def tune_domain(spec: ParamSpec) -> Any:
@@ -50,8 +47,8 @@ def tune_param_space(space: SearchSpace) -> dict[str, Any]:
 def make_searcher(request: SearchRequest):
     space = request.space
     if space.searcher.type == "random":
-        searcher = BasicVariantGenerator(random_state=request.seed)
-        return searcher  # max_concurrent is enforced by TuneConfig.max_concurrent_trials
+        # max_concurrent is enforced by TuneConfig.max_concurrent_trials
+        return BasicVariantGenerator(random_state=request.seed)
     sampler = TPESampler(seed=request.seed, n_startup_trials=space.searcher.n_startup_trials)
     optuna = OptunaSearch(metric=space.metric, mode=space.mode, sampler=sampler)
     return ConcurrencyLimiter(optuna, max_concurrent=request.max_concurrent)

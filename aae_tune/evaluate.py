@@ -27,6 +27,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import ray
@@ -225,24 +226,16 @@ class ParallelParzenRun:
 
 
 def parallel_parzen(
-    model: AdversarialAutoencoder,
-    valid: np.ndarray | torch.Tensor,
-    test: np.ndarray | torch.Tensor,
-    *,
-    n_samples: int = 10_000,
-    seed: int = 0,
-    workers: int | None = None,
-    shard_size: int = DEFAULT_SHARD,
-    sigmas: np.ndarray | None = None,
+    model: AdversarialAutoencoder, valid: np.ndarray | torch.Tensor, test: np.ndarray | torch.Tensor, **options: Any
 ) -> ParzenResult:
     """The Parzen protocol over a running Ray cluster; equals ``single_process_parzen`` up to float32 rounding.
 
     valid (N_v, d) picks sigma (pass 1, every sigma), test (N_t, d) is scored at it (pass 2). ``workers``
     defaults to the cluster's CPU count; each task takes 1 CPU and, if the cluster has GPUs, a GPU fraction.
-    ``parallel_parzen_run`` is the same and also says which Ray nodes ran the tasks.
+    ``options`` are those of ``parallel_parzen_run`` (n_samples, seed, workers, shard_size, sigmas), which does the
+    same and also says which Ray nodes ran the tasks.
     """
-    return parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed, workers=workers,
-                               shard_size=shard_size, sigmas=sigmas).result
+    return parallel_parzen_run(model, valid, test, **options).result
 
 
 def parallel_parzen_run(
