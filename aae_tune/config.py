@@ -16,6 +16,10 @@ from aae_tune.schema import from_dict, to_dict
 
 EncoderKind = Literal["deterministic", "gaussian", "universal"]
 PriorKind = Literal["gaussian", "mixture", "swiss_roll", "categorical"]
+# The paper's experiments (aae_tune.aae.MODELS): likelihood (Sec. 3), conditioned = label-conditioned
+# discriminator (Sec. 2.3), supervised (Sec. 4), semisupervised (Sec. 5), clustering (Sec. 6), dimred (Sec. 7).
+ModelKind = Literal["likelihood", "conditioned", "supervised", "semisupervised", "clustering", "dimred"]
+CATEGORICAL_MODELS = ("semisupervised", "clustering", "dimred")  # q(y|x) softmax + q(z|x), two adversaries
 
 
 @dataclass(frozen=True)
@@ -26,6 +30,7 @@ class NetConfig:
     disc_hidden: tuple[int, ...] = (1000, 1000)  # hidden ReLU layers of the discriminator
     init_std: float = 0.01  # weights ~ N(0, init_std), biases 0
     output: Literal["sigmoid", "linear"] = "sigmoid"  # decoder output layer
+    batch_norm: bool = False  # batch normalisation after every hidden layer of the encoder (App. A.3)
 
     def check(self) -> list[str]:
         errs = [
@@ -92,13 +97,29 @@ class OptimConfig:
     optimizer: Literal["sgd", "adam"] = "sgd"
     reconstruction: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(lr=0.01, momentum=0.9))
     adversarial: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(lr=0.1, momentum=0.1))
+    # semi-supervised classification phase: cross-entropy of q(y|x) on a labeled mini-batch (Sec. 5)
+    classification: ScheduleConfig = field(default_factory=lambda: ScheduleConfig(lr=0.1, momentum=0.9))
+
+
+@dataclass(frozen=True)
+class ClusterHeadConfig:
+    """Sec. 7: the representation is W_C y + z; W_C's rows are the cluster heads."""
+
+    kind: Literal["learned", "fixed"] = "learned"  # fixed: W_C = scale * I (needs code_dim == num_classes)
+    scale: float = 10.0  # fixed heads: W_C = scale * I; learned heads: N(0, scale^2) initialisation
+    threshold: float = 6.0  # eta: pairs of heads closer than this are pushed apart
+    penalty: float = 1.0  # weight of sum_{i<j} relu(eta - ||w_i - w_j||) in the reconstruction phase
+
+    def check(self) -> list[str]:
+        errs = [f"{k}: must be > 0, got {getattr(self, k)}" for k in ("scale", "threshold") if not getattr(self, k) > 0]
+        return errs + ([f"penalty: must be >= 0, got {self.penalty}"] if self.penalty < 0 else [])
 
 
 @dataclass(frozen=True)
 class ExperimentConfig:
     """Everything that defines one training run; the unit a search samples."""
 
-    model: Literal["likelihood"] = "likelihood"  # which AAE variant (see aae_tune.aae.MODELS)
+    model: ModelKind = "likelihood"  # which AAE variant (see aae_tune.aae.MODELS)
     seed: int = 0
     epochs: int = 100
     batch_size: int = 100
@@ -107,6 +128,11 @@ class ExperimentConfig:
     noise_dim: int = 100  # universal encoder: size of the noise input eta ~ N(0, I)
     input_noise_std: float = 0.0  # Gaussian noise added to encoder inputs during training
     input_dropout: float = 0.0  # dropout on encoder inputs during training
+    num_classes: int = 10  # labels / clusters: size of y for the categorical models, components when conditioned
+    # Training labels the model may use, drawn with the seed and balanced per class; null = every label. Models
+    # without labels (likelihood, clustering) ignore it.
+    num_labeled: int | None = None
+    cluster_heads: ClusterHeadConfig = field(default_factory=ClusterHeadConfig)  # dimred only
     net: NetConfig = field(default_factory=NetConfig)
     prior: PriorConfig = field(default_factory=PriorConfig)
     optim: OptimConfig = field(default_factory=OptimConfig)
@@ -124,7 +150,40 @@ class ExperimentConfig:
             errs.append(f"code_dim: the {self.prior.kind} prior is 2-D, so code_dim must be 2, got {self.code_dim}")
         if self.prior.kind == "categorical" and self.code_dim != self.prior.num_components:
             errs.append("code_dim: a categorical prior needs code_dim == prior.num_components")
+        return errs + self._check_variant()
+
+    def _check_variant(self) -> list[str]:
+        errs = []
+        if self.num_classes < 2:
+            errs.append(f"num_classes: must be >= 2, got {self.num_classes}")
+        if self.num_labeled is not None and self.num_labeled < 0:
+            errs.append(f"num_labeled: must be >= 0 (or null for every label), got {self.num_labeled}")
+        if self.model in CATEGORICAL_MODELS + ("supervised",) and self.encoder != "deterministic":
+            errs.append(f"encoder: the {self.model} model has a deterministic encoder, got {self.encoder!r}")
+        if self.model in CATEGORICAL_MODELS + ("supervised",) and self.prior.kind != "gaussian":
+            errs.append(f"prior.kind: the {self.model} model's style code has a gaussian prior, got "
+                        f"{self.prior.kind!r}")
+        if self.model == "conditioned":
+            if self.prior.kind not in ("mixture", "swiss_roll"):
+                errs.append("prior.kind: the conditioned model needs a mixture or swiss_roll prior, got "
+                            f"{self.prior.kind!r}")
+            elif self.prior.num_components != self.num_classes:
+                errs.append(f"prior.num_components: must equal num_classes ({self.num_classes}): one component "
+                            "per label")
+        if self.model == "supervised" and self.num_labeled is not None:
+            errs.append(f"num_labeled: the supervised model uses every label; set it to null, got {self.num_labeled}")
+        heads = self.cluster_heads
+        if self.model == "dimred" and heads.kind == "fixed" and self.code_dim != self.num_classes:
+            errs.append(f"cluster_heads.kind: fixed heads (W_C = scale * I) need code_dim == num_classes, got "
+                        f"code_dim {self.code_dim} and num_classes {self.num_classes}")
         return errs
+
+    @property
+    def uses_labels(self) -> bool:
+        """Whether training sees labels: the conditioned and supervised models and labeled categorical ones."""
+        if self.model in ("conditioned", "supervised"):
+            return True
+        return self.model in ("semisupervised", "dimred") and self.num_labeled != 0
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "experiment config") -> ExperimentConfig:
@@ -136,7 +195,8 @@ class ExperimentConfig:
     def architecture(self) -> dict[str, Any]:
         """The fields a checkpoint's tensors depend on: restoring across a change here is an error."""
         d = self.to_dict()
-        return {k: d[k] for k in ("model", "code_dim", "encoder", "noise_dim", "net", "prior")}
+        return {k: d[k] for k in ("model", "code_dim", "encoder", "noise_dim", "net", "prior", "num_classes",
+                                  "cluster_heads")}
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         return replace(self, **changes)

@@ -24,6 +24,19 @@ def init_normal_(module: nn.Module, std: float) -> None:
             nn.init.zeros_(layer.bias)
 
 
+def hidden_stack(in_dim: int, hidden: Sequence[int], *, batch_norm: bool = False) -> list[nn.Module]:
+    """[Linear (-> BatchNorm) -> ReLU] per hidden width: the body shared by every MLP here."""
+    layers: list[nn.Module] = []
+    width = in_dim
+    for h in hidden:
+        layers.append(nn.Linear(width, h))
+        if batch_norm:
+            layers.append(nn.BatchNorm1d(h))
+        layers.append(nn.ReLU())
+        width = h
+    return layers
+
+
 def mlp(
     in_dim: int,
     hidden: Sequence[int],
@@ -34,20 +47,36 @@ def mlp(
     batch_norm: bool = False,
 ) -> nn.Sequential:
     """in_dim -> [Linear (-> BatchNorm) -> ReLU] * len(hidden) -> Linear (-> out_activation)."""
-    layers: list[nn.Module] = []
-    width = in_dim
-    for h in hidden:
-        layers.append(nn.Linear(width, h))
-        if batch_norm:
-            layers.append(nn.BatchNorm1d(h))
-        layers.append(nn.ReLU())
-        width = h
-    layers.append(nn.Linear(width, out_dim))
+    layers = hidden_stack(in_dim, hidden, batch_norm=batch_norm)
+    layers.append(nn.Linear(hidden[-1] if hidden else in_dim, out_dim))
     if out_activation is not None:
         layers.append(out_activation)
     net = nn.Sequential(*layers)
     init_normal_(net, init_std)
     return net
+
+
+class CategoricalEncoder(nn.Module):
+    """Sec. 5-7: one trunk, two heads. ``forward(x)`` -> (logits of q(y|x) (B, K), style z of q(z|x) (B, d))."""
+
+    def __init__(
+        self, in_dim: int, hidden: Sequence[int], num_classes: int, code_dim: int, *, init_std: float = 0.01,
+        batch_norm: bool = False,
+    ):
+        super().__init__()
+        self.trunk = nn.Sequential(*hidden_stack(in_dim, hidden, batch_norm=batch_norm))
+        width = hidden[-1] if hidden else in_dim
+        self.y_head = nn.Linear(width, num_classes)  # softmax applied by the model
+        self.z_head = nn.Linear(width, code_dim)  # linear style code
+        init_normal_(self, init_std)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = self.trunk(x)  # (B, hidden[-1])
+        return self.y_head(h), self.z_head(h)
+
+    def classifier_parameters(self) -> list[nn.Parameter]:
+        """What the semi-supervised classification phase updates: the trunk and the q(y|x) head."""
+        return [*self.trunk.parameters(), *self.y_head.parameters()]
 
 
 class Encoder(nn.Module):
@@ -62,12 +91,13 @@ class Encoder(nn.Module):
         *,
         noise_dim: int = 100,
         init_std: float = 0.01,
+        batch_norm: bool = False,
     ):
         super().__init__()
         self.kind, self.code_dim, self.noise_dim = kind, code_dim, noise_dim
         extra_in = noise_dim if kind == "universal" else 0
         out_dim = 2 * code_dim if kind == "gaussian" else code_dim  # gaussian: (mu, log sigma^2)
-        self.net = mlp(in_dim + extra_in, hidden, out_dim, init_std=init_std)
+        self.net = mlp(in_dim + extra_in, hidden, out_dim, init_std=init_std, batch_norm=batch_norm)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, in_dim) -> (B, code_dim) sampled codes."""

@@ -33,6 +33,10 @@ class Prior:
     ) -> PriorSample:
         raise NotImplementedError
 
+    def assign(self, z: torch.Tensor) -> torch.Tensor:
+        """(n, dim) codes -> (n,) the component each code fits best (structured priors only)."""
+        raise NotImplementedError(f"{type(self).__name__} has no components to assign codes to")
+
     def _components(self, n: int, generator: torch.Generator | None, component: torch.Tensor | None) -> torch.Tensor:
         """Uniform component indices (n,), or the given ones (for label-conditioned sampling)."""
         device = generator.device if generator is not None else None
@@ -92,6 +96,14 @@ class MixturePrior(Prior):
         z = rotated + self.radius * torch.stack([cos, sin], 1)
         return PriorSample(z, component=k)
 
+    def assign(self, z: torch.Tensor) -> torch.Tensor:
+        """The component of highest density at each code (equal weights, so the largest log N(z; m_k, C_k))."""
+        diff = z.float().cpu()[:, None, :] - self.means()[None]  # (n, K, 2)
+        precision = torch.linalg.inv(self.covariances())  # (K, 2, 2)
+        mahalanobis = torch.einsum("nki,kij,nkj->nk", diff, precision, diff)
+        # every component has the same determinant (rotations of one covariance), so it drops out
+        return mahalanobis.argmin(1)
+
 
 class SwissRollPrior(Prior):
     """A 2-D swiss roll split into K equal segments, one per label (Fig. 4c-d).
@@ -117,6 +129,12 @@ class SwissRollPrior(Prior):
         u = (k.float() + torch.rand(n, generator=generator, device=k.device)) / self.num_components
         z = self.point(u) + self.noise * torch.randn(n, 2, generator=generator, device=k.device)
         return PriorSample(z, component=k, position=u)
+
+    def assign(self, z: torch.Tensor, resolution: int = 4000) -> torch.Tensor:
+        """The segment of the roll point nearest to each code (the roll sampled at ``resolution`` positions)."""
+        u = (torch.arange(resolution, dtype=torch.float32) + 0.5) / resolution
+        nearest = torch.cdist(z.float().cpu(), self.point(u)).argmin(1)  # (n,) index into u
+        return (u[nearest] * self.num_components).long().clamp_max(self.num_components - 1)
 
 
 class CategoricalPrior(Prior):

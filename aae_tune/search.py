@@ -69,7 +69,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: the space's budget)")
     p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's budget)")
     p.add_argument("--seed", type=int, default=0, help="seeds the searcher, every trial and every sample")
-    p.add_argument("--data-dir", help="MNIST IDX folder (default: AAE_TUNE_DATA_DIR, cache, download, embedded)")
+    p.add_argument("--data-dir", help="MNIST IDX folder (default: AAE_TUNE_DATA_DIR, cache, download, embedded); "
+                   "the folder with SVHN's .mat files; or the .npz file of an 'array' dataset")
     p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
                    help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI} in this folder)")
     p.add_argument("--storage-path", default="ray_results", help="Tune results: local folder or a URI Ray accepts")
@@ -233,9 +234,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         request = build_request(args)
-        from aae_tune.data import load_mnist
+        from aae_tune.data import load_dataset
 
-        data = load_mnist(request.data_dir)  # before Ray: a data problem must not start a cluster
+        dataset = request.space.dataset  # loaded before Ray: a data problem must not start a cluster
+        data = load_dataset(dataset.name, request.data_dir, **dataset.options())
         if request.smoke:
             data = data.head(SMOKE_TRAIN_IMAGES)
     except (ConfigError, DataError) as exc:

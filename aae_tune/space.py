@@ -112,6 +112,17 @@ class BudgetSpec:
 
 
 @dataclass(frozen=True)
+class DatasetSpec:
+    """Which data the trials train on (aae_tune.data.load_dataset); ``--data-dir`` says where it is."""
+
+    name: Literal["mnist", "svhn", "array"] = "mnist"  # array: a user .npz (e.g. the Toronto Face Database)
+    use_extra: bool = False  # svhn: add extra_32x32.mat (531K images) to the unlabeled training set
+
+    def options(self) -> dict[str, Any]:
+        return {"use_extra": self.use_extra} if self.name == "svhn" else {}
+
+
+@dataclass(frozen=True)
 class SearchSpace:
     name: str
     description: str = ""
@@ -124,6 +135,7 @@ class SearchSpace:
     evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
     budget: BudgetSpec = field(default_factory=BudgetSpec)
     smoke: dict[str, Any] = field(default_factory=dict)  # extra experiment overrides for --smoke
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
 
     def check(self) -> list[str]:
         errs = []
@@ -198,6 +210,18 @@ def _check_experiment(raw: dict[str, Any], problems: list[str]) -> bool:
     return not found
 
 
+def _check_metric(space: SearchSpace, problems: list[str]) -> None:
+    """The metric must be one the space's model reports, or every trial would fail once Tune looks for it."""
+    from aae_tune.scores import reported_metrics
+
+    reported = reported_metrics(space.experiment_config())
+    if space.metric not in reported:
+        model = space.experiment.get("model", "likelihood")
+        hint = suggest(space.metric, sorted(reported))
+        problems.append(f"metric: {space.metric!r} is not reported by the {model} model{hint}; it reports "
+                        f"{', '.join(sorted(reported))}")
+
+
 def _check_params_against_config(space: SearchSpace, problems: list[str]) -> None:
     """Every searched key must name a config field, and every edge of its range must give a valid config."""
     for key, spec in space.params.items():
@@ -240,8 +264,9 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> str | None:
     return None
 
 
-def load_space(name_or_path: str, overrides: list[tuple[str, Any]] | None = None) -> SearchSpace:
-    """Read, override (``--set`` pairs: dotted keys into the file) and validate a search space."""
+def read_space_file(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """The raw mapping of a space file, with ``extends: <space>`` resolved: the named space is read first and
+    this file's keys are merged over it (mappings key by key; a searched param set to null is dropped)."""
     path = resolve_space_path(name_or_path)
     source = str(path)
     try:
@@ -250,11 +275,26 @@ def load_space(name_or_path: str, overrides: list[tuple[str, Any]] | None = None
         raise ConfigError([f"not valid YAML: {exc}"], source) from exc
     if not isinstance(raw, dict):
         raise ConfigError(["top level must be a mapping with keys name, experiment, params, ..."], source)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw, source
+    if not isinstance(parent, str) or str(path.resolve()) in seen:
+        raise ConfigError([f"extends: {parent!r} must name another space, without cycles"], source)
+    base, _ = read_space_file(parent, (*seen, str(path.resolve())))
+    merged = _merge(base, raw)
+    merged["params"] = {k: v for k, v in (merged.get("params") or {}).items() if v is not None}
+    return merged, source
+
+
+def load_space(name_or_path: str, overrides: list[tuple[str, Any]] | None = None) -> SearchSpace:
+    """Read, override (``--set`` pairs: dotted keys into the file) and validate a search space."""
+    raw, source = read_space_file(name_or_path)
     problems = [p for key, value in overrides or [] if (p := apply_override(raw, key, value))]
     space, found = collect(SearchSpace, raw)
     problems += found
     if _check_experiment(raw, problems) and space is not None:
         _check_params_against_config(space, problems)
+        _check_metric(space, problems)
     if problems:
         raise ConfigError(problems, source)
     return space

@@ -24,6 +24,7 @@ import torch
 from aae_tune.aae import AdversarialAutoencoder, Batch, build_model
 from aae_tune.config import ExperimentConfig, ScheduleConfig
 from aae_tune.errors import CheckpointError, TrainingDiverged
+from aae_tune.labels import visible_labels
 
 CHECKPOINT_FILE = "trainer.pt"
 
@@ -60,8 +61,13 @@ class Trainer:
             # sharing them (instead of a copy per trial) is the point.
             warnings.filterwarnings("ignore", message=".*not writable.*")
             self.train_x = torch.as_tensor(data.train_x, dtype=torch.float32, device=self.device)  # (N, D)
-            self.train_y = torch.as_tensor(data.train_y, dtype=torch.long, device=self.device)  # (N,)
             self.valid_x = torch.as_tensor(data.valid_x, dtype=torch.float32, device=self.device)
+        # (N,) labels, -1 where hidden: a seeded subset balanced per class when cfg.num_labeled asks for one
+        labels = visible_labels(data.train_y, cfg.num_labeled, cfg.num_classes, cfg.seed) if cfg.uses_labels \
+            else np.asarray(data.train_y, dtype=np.int64)
+        self.train_y = torch.as_tensor(labels, dtype=torch.long, device=self.device)
+        self.valid_y = torch.as_tensor(np.asarray(data.valid_y), dtype=torch.long, device=self.device)
+        self.labeled = torch.nonzero(self.train_y >= 0).squeeze(1)  # (L,) indices of the visible labels
         if len(self.train_x) < cfg.batch_size:
             raise ValueError(f"batch_size {cfg.batch_size} is larger than the training set ({len(self.train_x)})")
         with torch.random.fork_rng(devices=[]):  # seeded init without touching the caller's global RNG
@@ -70,6 +76,7 @@ class Trainer:
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
         self.phases = self.model.phases()
+        self.uses_labeled_batches = any(p.name == "classification" for p in self.phases)
         self.optimizers = {
             p.name: make_optimizer(p.parameters(), getattr(cfg.optim, p.group), cfg.optim.optimizer)
             for p in self.phases
@@ -90,6 +97,16 @@ class Trainer:
         g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch)
         return torch.randperm(len(self.train_x), generator=g).to(self.device)
 
+    def labeled_batches(self, epoch: int, n_batches: int) -> torch.Tensor:
+        """(n_batches, L) indices into the labeled subset, L = min(batch_size, subset size): the classification
+        phase's mini-batches, cycling through seeded permutations of the (often tiny) subset."""
+        pool = self.labeled
+        size = min(self.cfg.batch_size, len(pool))
+        g = torch.Generator().manual_seed(self.cfg.seed * 1_000_003 + epoch + 7_919_000)  # apart from epoch_order
+        repeats = -(-n_batches * size // len(pool))
+        order = torch.cat([torch.randperm(len(pool), generator=g) for _ in range(repeats)])[: n_batches * size]
+        return pool[order.to(self.device)].view(n_batches, size)
+
     def train_epoch(self) -> dict[str, float]:
         """One pass over the training set (the last incomplete batch is dropped); returns epoch metrics."""
         start = time.perf_counter()
@@ -97,9 +114,12 @@ class Trainer:
         order, bs = self.epoch_order(self.epoch), self.cfg.batch_size
         sums: dict[str, torch.Tensor] = {}
         n_batches = len(order) // bs
+        labeled = self.labeled_batches(self.epoch, n_batches) if self.uses_labeled_batches else None
         for i in range(n_batches):
             idx = order[i * bs : (i + 1) * bs]
             batch = Batch(self.train_x[idx], self.train_y[idx])
+            if labeled is not None:
+                batch = Batch(batch.x, batch.y, self.train_x[labeled[i]], self.train_y[labeled[i]])
             for phase in self.phases:
                 opt = self.optimizers[phase.name]
                 opt.zero_grad(set_to_none=True)
@@ -128,8 +148,8 @@ class Trainer:
         self.model.eval()
         total = 0.0
         for i in range(0, len(self.valid_x), chunk):
-            x = self.valid_x[i : i + chunk]
-            total += float((self.model.reconstruct(x, self.generator) - x).pow(2).sum())
+            x, y = self.valid_x[i : i + chunk], self.valid_y[i : i + chunk]
+            total += float((self.model.reconstruct(x, self.generator, y) - x).pow(2).sum())
         self.model.train()
         return {"valid_recon_loss": total / max(len(self.valid_x), 1)}
 

@@ -5,8 +5,10 @@ through ``tune.with_parameters`` (so the data sits once in the object store and 
 same memory). Each epoch the trial reports its metrics together with a checkpoint holding the full trainer state,
 so a failed or paused trial resumes exactly from ``tune.get_checkpoint()``.
 
-The score a search optimises is ``valid_parzen_ll``: a Parzen estimate on validation images only (sigma chosen
-on a second validation slice). Test data never enters a trial.
+The score a search optimises is the space's validation metric (scores.py): for the likelihood experiment a
+Parzen estimate on validation images only (sigma chosen on a second validation slice), for the others the paper's
+classification / clustering / component / reconstruction figure on validation images. Test data never enters a
+trial.
 """
 
 from __future__ import annotations
@@ -22,8 +24,8 @@ import torch
 from ray import tune
 
 from aae_tune.errors import TrainingDiverged
-from aae_tune.metrics import validation_parzen
 from aae_tune.model_io import save_model_files
+from aae_tune.scores import validation_scores
 from aae_tune.space import SearchSpace
 from aae_tune.train import SplitData, Trainer, resolve_device
 
@@ -50,10 +52,13 @@ def trial_config(settings: TrialSettings, sampled: dict[str, Any]):
 def validation_metrics(trainer: Trainer, data: SplitData, settings: TrialSettings) -> dict[str, float]:
     ev = settings.space.evaluation
     try:
-        result = validation_parzen(trainer.model, data, n_samples=ev.valid_samples, seed=settings.seed)
+        scores = validation_scores(trainer.model, data, seed=settings.seed, parzen_samples=ev.valid_samples)
     except ValueError as exc:  # non-finite samples: the decoder blew up although the losses stayed finite
         raise TrainingDiverged(f"epoch {trainer.epoch}: validation samples are not finite ({exc})") from exc
-    return {"valid_parzen_ll": result.mean, "valid_parzen_se": result.stderr, "valid_parzen_sigma": result.sigma}
+    bad = [k for k, v in scores.items() if not math.isfinite(v)]
+    if bad:
+        raise TrainingDiverged(f"epoch {trainer.epoch}: non-finite {', '.join(bad)}")
+    return scores
 
 
 def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitData) -> None:

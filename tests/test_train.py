@@ -44,8 +44,13 @@ def test_same_seed_same_numbers_other_seed_other_numbers(small_mnist, tiny_confi
         {"encoder": "gaussian", "optim": {"optimizer": "sgd", "reconstruction": {"lr": 0.01, "drop_epochs": [3]},
                                           "adversarial": {"lr": 0.1, "momentum": 0.1, "drop_epochs": [2]}}},
         {"encoder": "universal", "input_noise_std": 0.1},
+        # the variants: labeled mini-batches, two adversaries, batch norm, learned cluster heads, conditioned D
+        {"model": "semisupervised", "num_labeled": 30, "net": {"batch_norm": True, "hidden": [64, 64]}},
+        {"model": "dimred", "num_labeled": 30, "optim": {"classification": {"drop_epochs": [3]}}},
+        {"model": "conditioned", "prior": {"kind": "swiss_roll"}, "num_labeled": 500},
     ],
-    ids=["deterministic-adam-dropout", "gaussian-sgd-lr-drops", "universal-noise"],
+    ids=["deterministic-adam-dropout", "gaussian-sgd-lr-drops", "universal-noise", "semisupervised-bn",
+         "dimred-learned-heads", "conditioned-swiss-roll"],
 )
 def test_resume_is_exact(small_mnist, tiny_config, tmp_path, overrides):
     """4 epochs in one go == 2 epochs, save, restore in a fresh trainer, 2 more epochs (bit for bit)."""

@@ -17,7 +17,6 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -25,8 +24,17 @@ import numpy as np
 from aae_tune.data import download as dl
 from aae_tune.data.embedded import EMBEDDED_SOURCE, load_embedded_arrays, warn_embedded
 from aae_tune.data.idx import DataError, read_images, read_labels, to_float_pixels
+from aae_tune.data.splits import DataSplits, MnistSplits
 
-__all__ = ["DATA_ENV", "MNIST_FILES", "MnistSplits", "find_mnist_files", "load_mnist", "load_mnist_files"]
+__all__ = [
+    "DATA_ENV",
+    "MNIST_FILES",
+    "DataSplits",
+    "MnistSplits",
+    "find_mnist_files",
+    "load_mnist",
+    "load_mnist_files",
+]
 
 logger = logging.getLogger("aae_tune.data")
 
@@ -42,32 +50,6 @@ N_TRAIN_OFFICIAL = 60000
 N_TEST_OFFICIAL = 10000
 N_TRAIN = 50000
 N_VALID = N_TRAIN_OFFICIAL - N_TRAIN  # the tail of the official training set
-
-
-@dataclass(frozen=True)
-class MnistSplits:
-    """The three splits as arrays: x is (N, 784) float32 in [0, 1], y is (N,) int64 in 0..9."""
-
-    train_x: np.ndarray
-    train_y: np.ndarray
-    valid_x: np.ndarray
-    valid_y: np.ndarray
-    test_x: np.ndarray
-    test_y: np.ndarray
-    source: str  # where the data came from, for logs and run metadata
-
-    @property
-    def is_full(self) -> bool:
-        """True for the real 60K+10K MNIST (50000/10000/10000), False for the embedded subset."""
-        return (len(self.train_y), len(self.valid_y), len(self.test_y)) == (N_TRAIN, N_VALID, N_TEST_OFFICIAL)
-
-    def head(self, n_train: int, n_valid: int | None = None, n_test: int | None = None) -> MnistSplits:
-        """The first examples of each split (views, no copy): smoke runs, tests and benchmarks."""
-        parts = [f"first {n}" for n in (n_train, n_valid, n_test) if n is not None]
-        return MnistSplits(
-            self.train_x[:n_train], self.train_y[:n_train], self.valid_x[:n_valid], self.valid_y[:n_valid],
-            self.test_x[:n_test], self.test_y[:n_test], f"{self.source} ({'/'.join(parts)} of train/valid/test)",
-        )
 
 
 def find_mnist_files(directory: str | os.PathLike[str]) -> tuple[dict[str, Path], list[str]]:
