@@ -11,7 +11,9 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
+import scipy.io
 from conftest import REPO_ROOT
 
 GOOD_SPACE = (REPO_ROOT / "search_spaces" / "likelihood_mnist.yaml").read_text()
@@ -40,6 +42,12 @@ def make_cases(tmp: Path, mnist_dir: Path) -> dict[str, tuple[list[str], str]]:
     for f in mnist_dir.glob("*-ubyte.gz"):
         raw = gzip.decompress(f.read_bytes())
         (corrupt_idx / f.name).write_bytes(gzip.compress(raw[:-100] if f.name.startswith("t10k-images") else raw))
+    wrong_svhn = tmp / "svhn_wrong_shape"
+    wrong_svhn.mkdir()
+    labels = np.arange(1, 11, dtype=np.uint8).reshape(-1, 1)
+    scipy.io.savemat(wrong_svhn / "train_32x32.mat", {"X": np.zeros((32, 32, 10), np.uint8), "y": labels})
+    scipy.io.savemat(wrong_svhn / "test_32x32.mat", {"X": np.zeros((32, 32, 3, 10), np.uint8), "y": labels})
+    svhn = ["search", "--space", "semisupervised_svhn_1000"]
     space = ["--space", "likelihood_mnist"]
     sp = ["search", *space]
     return {
@@ -73,6 +81,11 @@ def make_cases(tmp: Path, mnist_dir: Path) -> dict[str, tuple[list[str], str]]:
         "incompatible-checkpoint": (["train", "--smoke", "--out", str(tmp / "ckpt"), "--resume",
                                      "--set", "code_dim=3"], "written for a different model (code_dim differ)"),
         "train-unknown-key": (["train", "--set", "net.hiden=[10]"], "did you mean 'hidden'"),
+        "svhn-wrong-shape": ([*svhn, "--data-dir", str(wrong_svhn)], "X has shape (32, 32, 10), expected (32, 32, 3"),
+        "svhn-not-given": (svhn, "SVHN is never downloaded automatically"),
+        "metric-not-reported": ([*sp, "--set", "metric=valid_error"], "is not reported by the likelihood model"),
+        "variant-inconsistent": (["search", "--space", "supervised_mnist", "--set", "num_labeled=100"],
+                                 "the supervised model uses every label"),
     }
 
 
@@ -118,6 +131,7 @@ CASE_IDS = [
     "unknown-distribution", "unknown-space", "set-unknown-field", "set-not-key-value", "truncated-idx",
     "short-idx-payload", "unreachable-address", "unreachable-tracking", "bad-tracking-scheme", "tracking-not-a-uri",
     "resume-missing", "resume-without-name", "zero-trials", "negative-epochs", "zero-cpus", "path-traversal-name",
+    "svhn-wrong-shape", "svhn-not-given", "metric-not-reported", "variant-inconsistent",
     "path-traversal-space-name", "storage-not-writable", "storage-is-a-file", "incompatible-checkpoint",
     "train-unknown-key",
 ]
