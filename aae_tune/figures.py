@@ -42,7 +42,7 @@ def trial_figures(model: AdversarialAutoencoder, data: SplitData, folder: str | 
             "standardized": bool(getattr(data, "standardized", False))}
     model = model.eval()
     samples = draw_samples(model, 100, seed).numpy()
-    paths = [save_image_grid(_display(samples, look), folder / "samples.png", image_shape=look["image_shape"]),
+    paths = [save_image_grid(samples, folder / "samples.png", **look),
              latent_scatter_png(model, data.valid_x, data.valid_y, folder / "latent.png", centres=_centres(model))]
     kind = model.cfg.model
     if kind == "likelihood" and model.cfg.code_dim >= 2:
@@ -89,12 +89,6 @@ def _centres(model: AdversarialAutoencoder) -> np.ndarray | None:
     if model.cfg.model == "dimred":
         return model.heads.detach().cpu().numpy()
     return None
-
-
-def _display(images: np.ndarray, look: dict) -> np.ndarray:
-    from aae_tune.plots import to_display
-
-    return to_display(images, look["standardized"])
 
 
 def _decoder(model: AdversarialAutoencoder):

@@ -112,6 +112,7 @@ def render(results: list[dict]) -> str:
         "shipped space at its defaults on real MNIST (50,000 / 10,000 / 10,000), 2 CPU cores, no GPU. Budgets are "
         "far below the paper's (hundreds to thousands of epochs), so figures other than the epoch-matched ones are "
         "progress checks, not reproductions. Test figures are reported for the trial's best validation checkpoint.",
+        f"Code: commit {os.environ.get('AAE_TUNE_COMMIT', 'unknown')}.",
         "",
         "| space | metric | paper | ours | epochs | wall time | seed | valid. metric by epoch |",
         "|---|---|---|---|---|---|---|---|",

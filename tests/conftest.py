@@ -13,6 +13,9 @@ import pytest
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 
+# What every likelihood trial logs under figures/ (the other models add theirs: tests/test_spaces_smoke.py).
+LIKELIHOOD_FIGURES = {f"figures/{name}.png" for name in ("samples", "latent", "manifold", "neighbours")}
+
 # Set before any aae_tune import resolves its data source.
 os.environ.setdefault("AAE_TUNE_DATA_DIR", str(SHARED_MNIST))
 

@@ -9,7 +9,7 @@ import time
 import mlflow
 import pytest
 import torch
-from conftest import REPO_ROOT
+from conftest import LIKELIHOOD_FIGURES, REPO_ROOT
 from mlflow.tracking import MlflowClient
 
 from aae_tune import search
@@ -60,7 +60,7 @@ def test_smoke_search_records_everything(smoke_search, capsys):
         assert steps == sorted(set(steps)) and steps[0] == 1  # one point per epoch, step = epoch
         assert "encoder" in trial.data.params and "stop_reason" in trial.data.tags
         figures = {a.path for a in client.list_artifacts(trial.info.run_id, "figures")}
-        assert figures == {"figures/samples.png", "figures/latent.png"}
+        assert figures >= LIKELIHOOD_FIGURES
     best = [t for t in trials if "test_parzen_ll" in client.get_run(t.info.run_id).data.metrics]
     assert len(best) == 1  # top_k = 1 got the Table 1 protocol
 

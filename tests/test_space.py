@@ -97,3 +97,22 @@ def test_malformed_yaml(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML"):
         load_space(str(path))
     assert SPACES_DIR.is_dir()
+
+
+def test_extends_merges_over_the_named_space_and_drops_null_params(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: semisupervised_mnist_100\nname: child\nexperiment: {num_labeled: 1000}\n"
+                     "params:\n  prior.std: null\n  code_dim: {distribution: choice, values: [5, 10]}\n")
+    space, base = load_space(str(child)), load_space("semisupervised_mnist_100")
+    assert space.name == "child" and space.experiment_config().num_labeled == 1000
+    assert space.experiment_config().net == base.experiment_config().net  # inherited
+    assert "prior.std" not in space.params and "code_dim" in space.params
+    assert set(space.params) - {"code_dim"} == set(base.params) - {"prior.std"}
+
+
+def test_extends_cycle_is_refused(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(f"extends: {b}\nname: a\n")
+    b.write_text(f"extends: {a}\nname: b\n")
+    with pytest.raises(ConfigError, match="without cycles"):
+        load_space(str(a))
