@@ -111,10 +111,13 @@ def main(argv: list[str] | None = None) -> int:
     except ValueError as exc:  # ModelURIError / CheckpointError: the message is the whole story
         return fail(str(exc))
 
+    from aae_tune.data.splits import guess_image_shape
     from aae_tune.metrics import draw_samples
     from aae_tune.plots import save_image_grid  # matplotlib: only once there is something to draw
 
-    path = save_image_grid(draw_samples(model, args.n, args.seed), args.out)
+    # a linear decoder output means standardised data (SVHN): each image is rescaled for display
+    path = save_image_grid(draw_samples(model, args.n, args.seed), args.out, image_shape=guess_image_shape(
+        model.data_dim), standardized=model.cfg.net.output == "linear")
     print(path)
     return 0
 

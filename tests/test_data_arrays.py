@@ -178,3 +178,11 @@ def test_dispatch_array(tmp_path: Path) -> None:
 def test_dispatch_unknown_name() -> None:
     with pytest.raises(DataError, match=r"unknown dataset 'cifar10'; valid names are mnist, svhn, array"):
         load_dataset("cifar10")
+
+
+def test_guess_image_shape() -> None:
+    from aae_tune.data.splits import guess_image_shape
+
+    assert guess_image_shape(784) == (28, 28)
+    assert guess_image_shape(3072) == (32, 32, 3)
+    assert guess_image_shape(10) == (1, 10)

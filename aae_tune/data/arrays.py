@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from aae_tune.data.idx import DataError
-from aae_tune.data.splits import DataSplits
+from aae_tune.data.splits import DataSplits, guess_image_shape
 
 __all__ = ["ARRAY_KEYS", "load_arrays"]
 
@@ -96,13 +96,7 @@ def _image_shape(feature_shape: tuple[int, ...], arrays: dict[str, np.ndarray], 
                 "save it as e.g. image_shape=np.array([48, 48]) or leave it out"
             )
         return tuple(int(v) for v in given)
-    side = math.isqrt(dim)
-    if side * side == dim:
-        return (side, side)
-    side = math.isqrt(dim // 3)
-    if dim % 3 == 0 and side * side * 3 == dim:
-        return (side, side, 3)
-    return (1, dim)
+    return guess_image_shape(dim)
 
 
 def _check_split(arrays: dict[str, np.ndarray], split: str, path: Path) -> None:

@@ -7,11 +7,12 @@ array files all produce it; ``MnistSplits`` stays as an alias so older code keep
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MNIST_IMAGE_SHAPE", "DataSplits", "MnistSplits"]
+__all__ = ["MNIST_IMAGE_SHAPE", "DataSplits", "MnistSplits", "guess_image_shape"]
 
 MNIST_IMAGE_SHAPE: tuple[int, ...] = (28, 28)
 # The paper's MNIST split sizes (train, valid, test); duplicated from mnist.py to avoid an import cycle.
@@ -62,3 +63,15 @@ class DataSplits:
 
 # Backwards-compatible name: MNIST was the only dataset when the container was introduced.
 MnistSplits = DataSplits
+
+
+def guess_image_shape(dim: int) -> tuple[int, ...]:
+    """Per-image shape of ``dim`` flattened pixels when nothing says otherwise: (s, s) grayscale, else
+    (s, s, 3) colour in HWC order, else one row of pixels."""
+    side = math.isqrt(dim)
+    if side * side == dim:
+        return (side, side)
+    side = math.isqrt(dim // 3)
+    if dim % 3 == 0 and side * side * 3 == dim:
+        return (side, side, 3)
+    return (1, dim)
