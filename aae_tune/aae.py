@@ -30,7 +30,7 @@ Metrics = dict[str, torch.Tensor]  # detached scalars; summed over the epoch wit
 
 @dataclass(frozen=True)
 class Batch:
-    x: torch.Tensor  # (B, data_dim) float32 in [0, 1]
+    x: torch.Tensor  # (B, data_dim) float32: pixels in [0, 1], or standardised per dimension (SVHN)
     y: torch.Tensor | None = None  # (B,) int64 labels; -1 where the label is hidden (semi-supervised set-ups)
     # Semi-supervised classification phase: a mini-batch drawn from the labeled subset (L, data_dim), (L,).
     labeled_x: torch.Tensor | None = None

@@ -32,7 +32,7 @@ CHECKPOINT_FILE = "trainer.pt"
 class SplitData(Protocol):
     """What the trainer needs from a dataset (``aae_tune.data.MnistSplits`` is one)."""
 
-    train_x: np.ndarray  # (N, D) float32 in [0, 1]
+    train_x: np.ndarray  # (N, D) float32: pixels in [0, 1], or standardised per dimension (SVHN)
     train_y: np.ndarray  # (N,) int64
     valid_x: np.ndarray
     valid_y: np.ndarray
