@@ -93,7 +93,8 @@ def read_mlflow(out: Path, job: Job, name: str) -> dict:
     if not runs:
         return {}
     run = runs[0]
-    found = {"ours": run.data.metrics.get(job.metric), "run_id": run.info.run_id}
+    found = {"ours": run.data.metrics.get(job.metric), "run_id": run.info.run_id,
+             "stop_reason": run.data.tags.get("stop_reason", "")}
     if job.metric == "test_parzen_ll":
         found["ours_se"] = run.data.metrics.get("test_parzen_se")
     space_metric = {"test_parzen_ll": "valid_parzen_ll", "test_cluster_error": "valid_cluster_error",
@@ -121,13 +122,16 @@ def render(results: list[dict]) -> str:
         ours = "failed" if r.get("ours") is None else f"{r['ours']:.2f}"
         if r.get("ours_se") is not None:
             ours += f" ± {r['ours_se']:.2f}"
-        history = r.get("valid_history") or {}
+        history = {int(e): v for e, v in (r.get("valid_history") or {}).items()}  # JSON keys are strings
         shown = ", ".join(f"{e}: {v:.2f}" for e, v in sorted(history.items())
                           if e in (1, 2, 5, 10, 20, 30, 40, 50) or e == max(history))
         lines.append(f"| {r['space']} | {r['metric']} | {r['paper']} | {ours} | {r['epochs']} | "
                      f"{r['wall_s'] / 60:.1f} min | {r['seed']} | {shown} |")
     lines += ["", "Notes:", ""]
     lines += [f"- {r['space']}: {r['note']}" for r in results if r.get("note")]
+    lines += [f"- {r['space']}: the trial stopped early ({r['stop_reason'].split(' (')[0]}); the test figure is "
+              "that of its best validation checkpoint before that" for r in results
+              if r.get("stop_reason", "").startswith("diverged")]
     lines += ["", "Commands (run in the output folder):", ""]
     lines += [f"- `python {r['command']}`" for r in results]
     return "\n".join(lines) + "\n"
@@ -140,21 +144,31 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "paper_runs"), help="MLflow store, Tune results, logs")
     p.add_argument("--results", default=str(ROOT / "RESULTS.md"))
+    p.add_argument("--render-only", action="store_true", help="rewrite RESULTS.md from --out's results.json")
     args = p.parse_args()
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AAE_TUNE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "mnist"))
     store = out / "results.json"
     results = {r["space"]: r for r in json.loads(store.read_text())} if store.is_file() else {}
-    for job in JOBS:
+    for job in [] if args.render_only else JOBS:
         if args.only and job.space not in args.only:
             continue
         print(f"== {job.space}: {args.epochs or job.epochs} epochs", flush=True)
         results[job.space] = run_job(job, args.epochs or job.epochs, args.seed, out)
         print(json.dumps({k: v for k, v in results[job.space].items() if k != "valid_history"}), flush=True)
-        ordered = [results[j.space] for j in JOBS if j.space in results]
-        store.write_text(json.dumps(ordered, indent=2))
-        Path(args.results).write_text(render(ordered))
+        store.write_text(json.dumps(ordered_results(results), indent=2))
+        Path(args.results).write_text(render(ordered_results(results)))
+    if args.render_only:  # results written by an older version of this script lack the stop reason
+        client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+        for r in results.values():
+            if "stop_reason" not in r and r.get("run_id"):
+                r["stop_reason"] = client.get_run(r["run_id"]).data.tags.get("stop_reason", "")
+    Path(args.results).write_text(render(ordered_results(results)))
+
+
+def ordered_results(results: dict[str, dict]) -> list[dict]:
+    return [results[j.space] for j in JOBS if j.space in results]
 
 
 if __name__ == "__main__":
