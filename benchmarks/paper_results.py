@@ -158,13 +158,22 @@ def main() -> None:
         results[job.space] = run_job(job, args.epochs or job.epochs, args.seed, out)
         print(json.dumps({k: v for k, v in results[job.space].items() if k != "valid_history"}), flush=True)
         store.write_text(json.dumps(ordered_results(results), indent=2))
-        Path(args.results).write_text(render(ordered_results(results)))
+        write_results(Path(args.results), ordered_results(results))
     if args.render_only:  # results written by an older version of this script lack the stop reason
         client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
         for r in results.values():
             if "stop_reason" not in r and r.get("run_id"):
                 r["stop_reason"] = client.get_run(r["run_id"]).data.tags.get("stop_reason", "")
-    Path(args.results).write_text(render(ordered_results(results)))
+    write_results(Path(args.results), ordered_results(results))
+
+
+KEEP_MARKER = "## Reading these numbers"  # hand-written analysis below this heading survives a rewrite
+
+
+def write_results(path: Path, results: list[dict]) -> None:
+    old = path.read_text() if path.is_file() else ""
+    kept = old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else ""
+    path.write_text(render(results) + ("\n" + kept if kept else ""))
 
 
 def ordered_results(results: dict[str, dict]) -> list[dict]:
