@@ -10,16 +10,14 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any, Literal
 
-from aae_tune.schema import from_dict, to_dict
+import yaml
 
-EncoderKind = Literal["deterministic", "gaussian", "universal"]
-PriorKind = Literal["gaussian", "mixture", "swiss_roll", "categorical"]
-# The paper's experiments (aae_tune.aae.MODELS): likelihood (Sec. 3), conditioned = label-conditioned
-# discriminator (Sec. 2.3), supervised (Sec. 4), semisupervised (Sec. 5), clustering (Sec. 6), dimred (Sec. 7).
-ModelKind = Literal["likelihood", "conditioned", "supervised", "semisupervised", "clustering", "dimred"]
-CATEGORICAL_MODELS = ("semisupervised", "clustering", "dimred")  # q(y|x) softmax + q(z|x), two adversaries
+from aae_tune.errors import ConfigError
+from aae_tune.experiments import MODEL_SPECS, EncoderKind, ModelKind, ModelSpec, PriorKind, ScoreKind
+from aae_tune.schema import from_dict, parse_overrides, set_path, to_dict
 
 
 @dataclass(frozen=True)
@@ -119,7 +117,7 @@ class ClusterHeadConfig:
 class ExperimentConfig:
     """Everything that defines one training run; the unit a search samples."""
 
-    model: ModelKind = "likelihood"  # which AAE variant (see aae_tune.aae.MODELS)
+    model: ModelKind = "likelihood"  # which AAE variant (aae_tune.experiments.MODEL_SPECS)
     seed: int = 0
     epochs: int = 100
     batch_size: int = 100
@@ -153,25 +151,22 @@ class ExperimentConfig:
         return errs + self._check_variant()
 
     def _check_variant(self) -> list[str]:
-        errs = []
+        """What the model variant's declaration (aae_tune.experiments.MODEL_SPECS) allows."""
+        spec, errs = self.spec, []
         if self.num_classes < 2:
             errs.append(f"num_classes: must be >= 2, got {self.num_classes}")
         if self.num_labeled is not None and self.num_labeled < 0:
             errs.append(f"num_labeled: must be >= 0 (or null for every label), got {self.num_labeled}")
-        if self.model in CATEGORICAL_MODELS + ("supervised",) and self.encoder != "deterministic":
-            errs.append(f"encoder: the {self.model} model has a deterministic encoder, got {self.encoder!r}")
-        if self.model in CATEGORICAL_MODELS + ("supervised",) and self.prior.kind != "gaussian":
-            errs.append(f"prior.kind: the {self.model} model's style code has a gaussian prior, got "
+        if self.encoder not in spec.encoders:
+            errs.append(f"encoder: the {self.model} model takes a {' or '.join(spec.encoders)} encoder, got "
+                        f"{self.encoder!r}")
+        if self.prior.kind not in spec.priors:
+            errs.append(f"prior.kind: the {self.model} model's code has a {' or '.join(spec.priors)} prior, got "
                         f"{self.prior.kind!r}")
-        if self.model == "conditioned":
-            if self.prior.kind not in ("mixture", "swiss_roll"):
-                errs.append("prior.kind: the conditioned model needs a mixture or swiss_roll prior, got "
-                            f"{self.prior.kind!r}")
-            elif self.prior.num_components != self.num_classes:
-                errs.append(f"prior.num_components: must equal num_classes ({self.num_classes}): one component "
-                            "per label")
-        if self.model == "supervised" and self.num_labeled is not None:
-            errs.append(f"num_labeled: the supervised model uses every label; set it to null, got {self.num_labeled}")
+        elif self.model == "conditioned" and self.prior.num_components != self.num_classes:
+            errs.append(f"prior.num_components: must equal num_classes ({self.num_classes}): one component per label")
+        if spec.labels == "all" and self.num_labeled is not None:
+            errs.append(f"num_labeled: the {self.model} model uses every label; set it to null, got {self.num_labeled}")
         heads = self.cluster_heads
         if self.model == "dimred" and heads.kind == "fixed" and self.code_dim != self.num_classes:
             errs.append(f"cluster_heads.kind: fixed heads (W_C = scale * I) need code_dim == num_classes, got "
@@ -179,11 +174,20 @@ class ExperimentConfig:
         return errs
 
     @property
+    def spec(self) -> ModelSpec:
+        """The declaration of this config's model variant."""
+        return MODEL_SPECS[self.model]
+
+    @property
     def uses_labels(self) -> bool:
-        """Whether training sees labels: the conditioned and supervised models and labeled categorical ones."""
-        if self.model in ("conditioned", "supervised"):
-            return True
-        return self.model in ("semisupervised", "dimred") and self.num_labeled != 0
+        """Whether training sees labels (see ``LabelUse``)."""
+        use = self.spec.labels
+        return use in ("subset", "all") or (use == "optional" and self.num_labeled != 0)
+
+    @property
+    def score_kind(self) -> ScoreKind:
+        """Which family of the paper's metrics a trial of this config is judged by."""
+        return self.spec.score_kind(self.uses_labels)
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None, source: str = "experiment config") -> ExperimentConfig:
@@ -210,3 +214,27 @@ SMOKE_OVERRIDES: dict[str, Any] = {
     "net": {"hidden": [128, 128], "disc_hidden": [64, 64], "init_std": 0.1},
     "optim": {"optimizer": "adam", "reconstruction": {"lr": 3e-3}, "adversarial": {"lr": 1e-3, "momentum": 0.5}},
 }
+
+
+def load_experiment_config(
+    path: str | None, overrides: list[str], extra: dict[str, Any] | None = None
+) -> ExperimentConfig:
+    """YAML file (optional) + built-in extras + ``--set`` overrides, validated in one go."""
+    data: dict[str, Any] = {}
+    source = "defaults"
+    if path:
+        source = path
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except OSError as exc:
+            raise ConfigError([f"cannot read {path}: {exc.strerror}"], path) from exc
+        except yaml.YAMLError as exc:
+            raise ConfigError([f"not valid YAML: {exc}"], path) from exc
+        if loaded is not None and not isinstance(loaded, dict):
+            raise ConfigError([f"top level must be a mapping of config keys, got {type(loaded).__name__}"], path)
+        data = loaded or {}
+    for key, value in (extra or {}).items():
+        data[key] = value if not isinstance(value, dict) else {**data.get(key, {}), **value}
+    for key, value in parse_overrides(overrides):
+        set_path(data, key, value)
+    return ExperimentConfig.from_dict(data, source=f"{source} (with overrides)" if overrides else source)

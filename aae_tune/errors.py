@@ -1,14 +1,43 @@
-"""User-facing errors of the training layer, importable without loading torch."""
+"""Every user-facing error of aae_tune, importable without loading torch, Ray or MLflow.
+
+Each one is a ``ValueError`` or ``RuntimeError`` whose message is the whole story for the user: what is wrong and
+how to fix it. Command lines catch them and print one ``error: ...`` line (``fail``).
+"""
+
+from __future__ import annotations
 
 import sys
+
+
+class ConfigError(ValueError):
+    """A config (file, dict or override) is invalid; the message lists every problem found."""
+
+    def __init__(self, problems: list[str], source: str = "config"):
+        self.problems = list(problems)
+        self.source = source
+        lines = "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
+
+
+class DataError(ValueError):
+    """Any problem with a dataset: missing, corrupt, wrong shape, download failure."""
+
+
+class CheckpointError(ValueError):
+    """A checkpoint is missing, unreadable, or was written by an incompatible config."""
+
+
+class ModelURIError(ValueError):
+    """A model URI that cannot be resolved: unknown scheme, missing path, run or registered model."""
 
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/inf: the run cannot recover, stop it and record why."""
 
 
-class CheckpointError(ValueError):
-    """A checkpoint is missing, unreadable, or was written by an incompatible config."""
+def is_divergence(error_text: str | None) -> bool:
+    """Whether an error as Tune records it (a traceback or ``repr`` string) is a ``TrainingDiverged``."""
+    return TrainingDiverged.__name__ in (error_text or "")
 
 
 def fail(message: str, code: int = 2) -> int:

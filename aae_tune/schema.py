@@ -13,17 +13,11 @@ import typing
 from collections.abc import Mapping
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
+import yaml
+
+from aae_tune.errors import ConfigError
+
 T = TypeVar("T")
-
-
-class ConfigError(ValueError):
-    """A config (file, dict or override) is invalid; the message lists every problem found."""
-
-    def __init__(self, problems: list[str], source: str = "config"):
-        self.problems = list(problems)
-        self.source = source
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
 
 
 def suggest(name: str, options: list[str]) -> str:
@@ -172,3 +166,20 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
             node[key] = child
         node = child
     node[last] = value
+
+
+def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
+    """``key.sub=value`` strings (``--set``) -> (dotted key, YAML-parsed value); malformed pairs raise ConfigError."""
+    out, problems = [], []
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            problems.append(f"--set {pair!r}: expected key=value, e.g. --set optim.reconstruction.lr=0.01")
+            continue
+        try:
+            out.append((key.strip(), yaml.safe_load(raw)))
+        except yaml.YAMLError as exc:
+            problems.append(f"--set {pair!r}: value is not valid YAML ({exc.__class__.__name__})")
+    if problems:
+        raise ConfigError(problems, "command line")
+    return out

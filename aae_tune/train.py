@@ -16,33 +16,20 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import numpy as np
 import torch
 
-from aae_tune.aae import AdversarialAutoencoder, Batch, build_model
 from aae_tune.config import ExperimentConfig, ScheduleConfig
+from aae_tune.data.labels import visible_labels
+from aae_tune.data.splits import SplitData
 from aae_tune.errors import CheckpointError, TrainingDiverged
-from aae_tune.labels import visible_labels
-
-CHECKPOINT_FILE = "trainer.pt"
-
-
-class SplitData(Protocol):
-    """What the trainer needs from a dataset (``aae_tune.data.MnistSplits`` is one)."""
-
-    train_x: np.ndarray  # (N, D) float32: pixels in [0, 1], or standardised per dimension (SVHN)
-    train_y: np.ndarray  # (N,) int64
-    valid_x: np.ndarray
-    valid_y: np.ndarray
-
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None``/"auto": CUDA when this process can see a GPU (e.g. Ray assigned one), else CPU."""
-    if device is None or str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+from aae_tune.model.aae import AdversarialAutoencoder, Batch
+from aae_tune.model.inference import recon_loss
+from aae_tune.model.io import resolve_device
+from aae_tune.model.registry import build_model
+from aae_tune.names import CHECKPOINT_FILE
 
 
 def make_optimizer(params: list[torch.nn.Parameter], sched: ScheduleConfig, kind: str) -> torch.optim.Optimizer:
@@ -142,16 +129,9 @@ class Trainer:
         result["epoch_time_s"] = time.perf_counter() - start
         return result
 
-    @torch.no_grad()
-    def evaluate(self, chunk: int = 2000) -> dict[str, float]:
+    def evaluate(self) -> dict[str, float]:
         """Validation reconstruction error (Euclidean, per example), no input corruption."""
-        self.model.eval()
-        total = 0.0
-        for i in range(0, len(self.valid_x), chunk):
-            x, y = self.valid_x[i : i + chunk], self.valid_y[i : i + chunk]
-            total += float((self.model.reconstruct(x, self.generator, y) - x).pow(2).sum())
-        self.model.train()
-        return {"valid_recon_loss": total / max(len(self.valid_x), 1)}
+        return {"valid_recon_loss": recon_loss(self.model, self.valid_x, self.valid_y)}
 
     # ---- checkpoints --------------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:

@@ -26,7 +26,7 @@ from scipy.special import logsumexp
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
-from aae_tune.parzen import SAMPLE_BLOCK, default_sigmas, parzen_log_likelihood  # noqa: E402
+from aae_tune.evaluate.parzen import SAMPLE_BLOCK, default_sigmas, parzen_log_likelihood  # noqa: E402
 
 TARGET_PROTOCOL_OVER_GEMM = 1.25
 TARGET_NUMPY_OVER_PROTOCOL = 4.0

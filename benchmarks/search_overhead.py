@@ -22,16 +22,17 @@ from pathlib import Path
 
 import ray
 
-from aae_tune.data import MnistSplits, load_mnist
-from aae_tune.driver import build_tuner, start_ray
-from aae_tune.search import SearchRequest
-from aae_tune.space import load_space
-from aae_tune.tracking import SearchTracker
+from aae_tune.cluster.ray_session import start_ray
+from aae_tune.data import DataSplits, load_mnist
+from aae_tune.search.driver import build_tuner
+from aae_tune.search.request import SearchRequest
+from aae_tune.search.space import load_space
+from aae_tune.search.tracking import SearchTracker
+from aae_tune.search.trainable import TrialSettings, trial_config, validation_metrics
 from aae_tune.train import Trainer
-from aae_tune.trainable import TrialSettings, trial_config, validation_metrics
 
 
-def bare(settings: TrialSettings, data: MnistSplits) -> list[float]:
+def bare(settings: TrialSettings, data: DataSplits) -> list[float]:
     import torch
 
     torch.set_num_threads(settings.threads)
@@ -45,7 +46,7 @@ def bare(settings: TrialSettings, data: MnistSplits) -> list[float]:
     return times
 
 
-def under_tune(request: SearchRequest, data: MnistSplits) -> tuple[list[float], float]:
+def under_tune(request: SearchRequest, data: DataSplits) -> tuple[list[float], float]:
     tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name)
     start = time.perf_counter()
     start_ray(None)

@@ -19,11 +19,12 @@ import numpy as np
 from mlflow.tracking import MlflowClient
 from ray import tune
 
+from aae_tune.cluster.ray_session import start_ray
 from aae_tune.data import load_mnist
-from aae_tune.driver import build_tuner, start_ray
-from aae_tune.search import SearchRequest
-from aae_tune.space import load_space
-from aae_tune.tracking import SearchTracker
+from aae_tune.search.driver import build_tuner
+from aae_tune.search.request import SearchRequest
+from aae_tune.search.space import load_space
+from aae_tune.search.tracking import SearchTracker
 
 
 def rss_mb() -> float:

@@ -1,6 +1,7 @@
-"""Test set-up: real MNIST from ../shared, small thread counts, shared fixtures.
+"""Test set-up: real MNIST from ../shared and the shared fixtures (helpers to import: tests/helpers.py).
 
-The product never reads ../shared; only the tests point AAE_TUNE_DATA_DIR there.
+The product never reads ../shared; only the tests point AAE_TUNE_DATA_DIR there. tests/unit/ holds the fast tests,
+tests/system/ the real multi-process Ray / MLflow runs (marked ``system``: ``pytest -m "not system"`` skips them).
 """
 
 from __future__ import annotations
@@ -10,11 +11,7 @@ from pathlib import Path
 
 import pytest
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
-
-# What every likelihood trial logs under figures/ (the other models add theirs: tests/test_spaces_smoke.py).
-LIKELIHOOD_FIGURES = {f"figures/{name}.png" for name in ("samples", "latent", "manifold", "neighbours")}
+from tests.helpers import SHARED_MNIST
 
 # Set before any aae_tune import resolves its data source.
 os.environ.setdefault("AAE_TUNE_DATA_DIR", str(SHARED_MNIST))
@@ -62,3 +59,11 @@ def ray_session():
     yield ray
     if started:
         ray.shutdown()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test under tests/system/ is a system test: mark it, so `-m "not system"` leaves the unit tests."""
+    system_dir = Path(__file__).resolve().parent / "system"
+    for item in items:
+        if system_dir in Path(str(item.fspath)).resolve().parents:
+            item.add_marker(pytest.mark.system)

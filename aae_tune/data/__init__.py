@@ -1,11 +1,11 @@
 """Datasets for aae_tune: MNIST (paper split), SVHN (standardised) and user-supplied array files.
 
 Public API: :func:`load_dataset` (by name, see :data:`DATASETS`), the loaders
-:func:`load_mnist`, :func:`load_svhn`, :func:`load_arrays`, the container :class:`DataSplits`
-(alias :class:`MnistSplits`) and :class:`DataError`. Every data problem (missing, corrupt,
-failed download) raises :class:`DataError` with a message that names the file and how to fix
-it. Deliberately free of Ray/MLflow (and scipy is imported only when SVHN is loaded) so that
-any process (trial worker, CLI, test) can import it cheaply.
+:func:`load_mnist`, :func:`load_svhn`, :func:`load_arrays`, the container :class:`DataSplits`,
+the :class:`SplitData` protocol and :class:`DataError` (from :mod:`aae_tune.errors`). Every
+data problem (missing, corrupt, failed download) raises :class:`DataError` with a message that
+names the file and how to fix it. Deliberately free of torch, Ray and MLflow (scipy is imported
+only when SVHN is loaded) so that any process (trial worker, CLI, test) can import it cheaply.
 """
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ import os
 from typing import Any
 
 from aae_tune.data.arrays import load_arrays
-from aae_tune.data.idx import DataError
 from aae_tune.data.mnist import load_mnist
-from aae_tune.data.splits import DataSplits, MnistSplits
+from aae_tune.data.splits import DataSplits, SplitData
 from aae_tune.data.svhn import SVHN_DIR_ENV, SVHN_FILES, SVHN_URL, load_svhn
+from aae_tune.errors import DataError
 
 __all__ = [
     "DATASETS",
     "DataError",
     "DataSplits",
-    "MnistSplits",
+    "SplitData",
     "load_arrays",
     "load_dataset",
     "load_mnist",

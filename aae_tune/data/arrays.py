@@ -26,8 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aae_tune.data.idx import DataError
 from aae_tune.data.splits import DataSplits, guess_image_shape
+from aae_tune.errors import DataError
 
 __all__ = ["ARRAY_KEYS", "load_arrays"]
 

@@ -30,7 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import BinaryIO
 
-from aae_tune.data.idx import DataError
+from aae_tune.errors import DataError
 
 try:  # POSIX only; elsewhere parallel first downloads are merely wasteful, not wrong (os.replace).
     import fcntl

@@ -28,7 +28,8 @@ import warnings
 
 import numpy as np
 
-from aae_tune.data.idx import DataError, to_float_pixels
+from aae_tune.data.idx import to_float_pixels
+from aae_tune.errors import DataError
 
 logger = logging.getLogger("aae_tune.data")
 

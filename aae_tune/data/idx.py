@@ -24,8 +24,9 @@ from typing import Literal
 
 import numpy as np
 
+from aae_tune.errors import DataError
+
 __all__ = [
-    "DataError",
     "IMAGES_MAGIC",
     "LABELS_MAGIC",
     "read_idx",
@@ -39,15 +40,6 @@ LABELS_MAGIC = 0x00000801
 _UBYTE = 0x08
 _GZIP_MAGIC = b"\x1f\x8b"
 IMAGE_SIDE = 28
-
-
-class DataError(ValueError):
-    """Any problem with the MNIST data: missing, corrupt, wrong shape, download failure.
-
-    Defined here (the lowest layer) so the parser can raise it without import cycles;
-    re-exported from :mod:`aae_tune.data`. Subclasses ValueError so callers that only
-    know "bad input" still catch it.
-    """
 
 
 def _read_bytes(path: Path) -> bytes:

@@ -23,14 +23,13 @@ import numpy as np
 
 from aae_tune.data import download as dl
 from aae_tune.data.embedded import EMBEDDED_SOURCE, load_embedded_arrays, warn_embedded
-from aae_tune.data.idx import DataError, read_images, read_labels, to_float_pixels
-from aae_tune.data.splits import DataSplits, MnistSplits
+from aae_tune.data.idx import read_images, read_labels, to_float_pixels
+from aae_tune.data.splits import DataSplits
+from aae_tune.errors import DataError
 
 __all__ = [
     "DATA_ENV",
     "MNIST_FILES",
-    "DataSplits",
-    "MnistSplits",
     "find_mnist_files",
     "load_mnist",
     "load_mnist_files",
@@ -88,7 +87,7 @@ def _check_pair(
         raise DataError(f"{lbl_path} has label {int(labels.max())}; MNIST labels are 0..9")
 
 
-def load_mnist_files(paths: Mapping[str, Path], source: str) -> MnistSplits:
+def load_mnist_files(paths: Mapping[str, Path], source: str) -> DataSplits:
     """Parse the four files (roles as in :data:`MNIST_FILES`) into the paper's split."""
     # Labels first: they are tiny, so a wrong label file fails before the big image decode.
     train_labels = read_labels(paths["train_labels"])
@@ -100,7 +99,7 @@ def load_mnist_files(paths: Mapping[str, Path], source: str) -> MnistSplits:
 
     train_all = to_float_pixels(train_images)
     labels_all = train_labels.astype(np.int64)
-    splits = MnistSplits(
+    splits = DataSplits(
         # Slices of one contiguous array are themselves contiguous: no extra copy needed.
         train_x=train_all[:N_TRAIN],
         train_y=labels_all[:N_TRAIN],
@@ -114,7 +113,7 @@ def load_mnist_files(paths: Mapping[str, Path], source: str) -> MnistSplits:
     return splits
 
 
-def _load_explicit_dir(directory: Path, origin: str) -> MnistSplits:
+def _load_explicit_dir(directory: Path, origin: str) -> DataSplits:
     """Steps 1-2: a folder the user chose must hold all four files (no fallback)."""
     if not directory.is_dir():
         raise DataError(
@@ -142,7 +141,7 @@ def load_mnist(
     mirrors: Sequence[str] | None = None,
     checksums: Mapping[str, str] | None = None,
     allow_embedded: bool = True,
-) -> MnistSplits:
+) -> DataSplits:
     """Load MNIST in the paper's 50000/10000/10000 split.
 
     Args:
@@ -193,4 +192,4 @@ def load_mnist(
             "reachable mirror); allow_embedded=True would fall back to the small 5k subset"
         )
     warn_embedded(reason)
-    return MnistSplits(**load_embedded_arrays(), source=EMBEDDED_SOURCE)
+    return DataSplits(**load_embedded_arrays(), source=EMBEDDED_SOURCE)

@@ -1,7 +1,8 @@
-"""The dataset container every loader returns: train/valid/test arrays plus what figures need.
+"""The dataset container every loader returns (train/valid/test arrays plus what figures need), and the
+``SplitData`` protocol: what the trainer, the scores and the figures read from a dataset.
 
 Kept in its own module (not in :mod:`aae_tune.data.mnist`) because MNIST, SVHN and user
-array files all produce it; ``MnistSplits`` stays as an alias so older code keeps working.
+array files all produce it.
 """
 
 from __future__ import annotations
@@ -9,10 +10,11 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from typing import Protocol
 
 import numpy as np
 
-__all__ = ["MNIST_IMAGE_SHAPE", "DataSplits", "MnistSplits", "guess_image_shape"]
+__all__ = ["MNIST_IMAGE_SHAPE", "DataSplits", "SplitData", "guess_image_shape"]
 
 MNIST_IMAGE_SHAPE: tuple[int, ...] = (28, 28)
 # The paper's MNIST split sizes (train, valid, test); duplicated from mnist.py to avoid an import cycle.
@@ -61,8 +63,15 @@ class DataSplits:
         )
 
 
-# Backwards-compatible name: MNIST was the only dataset when the container was introduced.
-MnistSplits = DataSplits
+class SplitData(Protocol):
+    """What training and scoring read from a dataset (``DataSplits`` is one; tests pass slices of one)."""
+
+    train_x: np.ndarray  # (N, D) float32: pixels in [0, 1], or standardised per dimension (SVHN)
+    train_y: np.ndarray  # (N,) int64
+    valid_x: np.ndarray
+    valid_y: np.ndarray
+    test_x: np.ndarray
+    test_y: np.ndarray
 
 
 def guess_image_shape(dim: int) -> tuple[int, ...]:

@@ -34,8 +34,8 @@ from pathlib import Path
 
 import numpy as np
 
-from aae_tune.data.idx import DataError
 from aae_tune.data.splits import DataSplits
+from aae_tune.errors import DataError
 
 __all__ = ["IMAGE_SHAPE", "STD_FLOOR", "SVHN_DIR_ENV", "SVHN_FILES", "SVHN_URL", "load_svhn"]
 

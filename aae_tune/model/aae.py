@@ -1,0 +1,167 @@
+"""The adversarial autoencoder as a set of training *phases* over one model.
+
+Each mini-batch runs ``model.phases()`` in order; a phase names the optimizer group whose learning-rate schedule
+it uses, the parameters it updates and its loss. The likelihood AAE (Sec. 2-3) has three:
+
+1. reconstruction: encoder + decoder minimise the Euclidean cost ||x - dec(enc(x))||^2
+2. discriminator: D learns to tell prior samples (label 1) from codes (label 0)
+3. generator: the encoder learns to make D call its codes prior samples
+
+Variants of the paper (label-conditioned discriminator, supervised, semi-supervised, clustering, dimensionality
+reduction; variants.py and categorical.py) subclass this model and override hooks (``discriminator_input``,
+``prior_sample``, ``decoder_in_dim``) or ``phases()``; the loop in aae_tune/train.py is shared by all of them, and
+registry.py maps each ``ExperimentConfig.model`` name to its class.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from aae_tune.config import ExperimentConfig
+from aae_tune.model.nets import Encoder, mlp
+from aae_tune.model.priors import build_prior
+
+Metrics = dict[str, torch.Tensor]  # detached scalars; summed over the epoch without a host sync per batch
+
+
+@dataclass(frozen=True)
+class Batch:
+    x: torch.Tensor  # (B, data_dim) float32: pixels in [0, 1], or standardised per dimension (SVHN)
+    y: torch.Tensor | None = None  # (B,) int64 labels; -1 where the label is hidden (semi-supervised set-ups)
+    # Semi-supervised classification phase: a mini-batch drawn from the labeled subset (L, data_dim), (L,).
+    labeled_x: torch.Tensor | None = None
+    labeled_y: torch.Tensor | None = None
+
+
+def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's loss (prior samples -> 1, codes -> 0) and its accuracy, for logits (B, 1)."""
+    loss = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)) + \
+        F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+    acc = 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean())
+    return loss, acc.detach()
+
+
+def generator_bce(logit: torch.Tensor) -> torch.Tensor:
+    """Non-saturating generator loss: maximise log D(code) rather than minimise log(1 - D(code))."""
+    return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
+
+
+@dataclass(frozen=True)
+class Phase:
+    name: str
+    group: str  # optimizer/schedule group in OptimConfig: "reconstruction" or "adversarial"
+    parameters: Callable[[], list[nn.Parameter]]  # what this phase's optimizer steps
+    loss: Callable[[Batch, torch.Generator], tuple[torch.Tensor, Metrics]]
+
+
+class AdversarialAutoencoder(nn.Module):
+    """The likelihood AAE: deterministic / Gaussian / universal encoder, decoder, code discriminator, prior."""
+
+    def __init__(self, cfg: ExperimentConfig, data_dim: int = 784):
+        super().__init__()
+        self.cfg, self.data_dim = cfg, data_dim
+        net = cfg.net
+        self.encoder = self.build_encoder()
+        out = nn.Sigmoid() if net.output == "sigmoid" else None
+        self.decoder = mlp(
+            self.decoder_in_dim(), tuple(reversed(net.hidden)), data_dim, init_std=net.init_std, out_activation=out
+        )
+        self.discriminator = mlp(self.discriminator_in_dim(), net.disc_hidden, 1, init_std=net.init_std)
+        self.prior = build_prior(cfg.prior, cfg.code_dim)
+
+    # ---- hooks for variants -------------------------------------------------------------------------
+    def build_encoder(self) -> nn.Module:
+        cfg = self.cfg
+        return Encoder(cfg.encoder, self.data_dim, cfg.net.hidden, cfg.code_dim, noise_dim=cfg.noise_dim,
+                       init_std=cfg.net.init_std, batch_norm=cfg.net.batch_norm)
+
+    def decoder_in_dim(self) -> int:
+        return self.cfg.code_dim
+
+    def discriminator_in_dim(self) -> int:
+        return self.cfg.code_dim
+
+    def discriminator_input(self, z: torch.Tensor, batch: Batch, is_prior: bool) -> torch.Tensor:
+        """What D sees for codes z (B, code_dim); label-conditioned variants append a one-hot here."""
+        return z
+
+    def decode(self, code: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, code_dim) -> (B, data_dim); variants whose decoder also takes the label y (B,) override this."""
+        return self.decoder(code)
+
+    def prior_sample(self, batch: Batch, generator: torch.Generator) -> torch.Tensor:
+        """(B, code_dim) positive examples for D; label-conditioned variants draw each from its label's part."""
+        return self.prior.sample(batch.x.shape[0], generator).z
+
+    def phases(self) -> list[Phase]:
+        enc, dec, disc = self.encoder, self.decoder, self.discriminator
+        return [
+            Phase("reconstruction", "reconstruction", lambda: [*enc.parameters(), *dec.parameters()],
+                  self.reconstruction_loss),
+            Phase("discriminator", "adversarial", lambda: list(disc.parameters()), self.discriminator_loss),
+            Phase("generator", "adversarial", lambda: list(enc.parameters()), self.generator_loss),
+        ]
+
+    # ---- losses -------------------------------------------------------------------------------------
+    def corrupt(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Training-time input noise and input dropout (App. A options); identity when both are off."""
+        cfg = self.cfg
+        if cfg.input_noise_std > 0:
+            x = x + cfg.input_noise_std * torch.randn(x.shape, generator=generator, device=x.device)
+        if cfg.input_dropout > 0:
+            keep = torch.rand(x.shape, generator=generator, device=x.device) >= cfg.input_dropout
+            x = x * keep / (1 - cfg.input_dropout)
+        return x
+
+    def reconstruction_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
+        z = self.encoder(self.corrupt(batch.x, generator), generator)  # (B, code_dim)
+        x_hat = self.decode(z, batch.y)  # (B, data_dim)
+        loss = (x_hat - batch.x).pow(2).sum(1).mean()  # Euclidean cost per example, mean over the batch
+        return loss, {"recon_loss": loss.detach()}
+
+    def discriminator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
+        with torch.no_grad():
+            fake = self.encoder(self.corrupt(batch.x, generator), generator)  # (B, code_dim), q(z)
+        real = self.prior_sample(batch, generator)  # (B, code_dim), p(z)
+        logit_real = self.discriminator(self.discriminator_input(real, batch, is_prior=True))
+        logit_fake = self.discriminator(self.discriminator_input(fake, batch, is_prior=False))
+        loss, acc = discriminator_bce(logit_real, logit_fake)
+        return loss, {"disc_loss": loss.detach(), "disc_accuracy": acc}
+
+    def generator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
+        z = self.encoder(self.corrupt(batch.x, generator), generator)
+        loss = generator_bce(self.discriminator(self.discriminator_input(z, batch, is_prior=False)))
+        return loss, {"gen_loss": loss.detach()}
+
+    # ---- inference ----------------------------------------------------------------------------------
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """(B, data_dim) -> (B, data_dim) reconstructions: what the exported (MLflow) model computes."""
+        return self.decoder(self.encoder.mean_code(x))
+
+    def export_example(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The input ``forward`` takes for images x (B, data_dim) with labels y (B,): x itself here."""
+        return x
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(n, data_dim) images decoded from prior samples: the generative model p(x) = int p(x|z) p(z) dz."""
+        z = self.prior.sample(n, generator).z.to(next(self.parameters()).device)
+        return self.decode(z)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """(B, data_dim) -> (B, code_dim) representative codes (no input corruption)."""
+        return self.encoder.mean_code(x, generator)
+
+    @torch.no_grad()
+    def reconstruct(
+        self, x: torch.Tensor, generator: torch.Generator | None = None, y: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """(B, data_dim) -> (B, data_dim); ``y`` (B,) is used by the variants whose decoder takes the label."""
+        return self.decode(self.encode(x, generator), y)
+

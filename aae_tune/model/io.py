@@ -1,0 +1,149 @@
+"""Trained models as safe files, where they run, and where they come from.
+
+Files: ``config.json`` + ``model_state.pt`` (a state dict, never a pickled object). The same two files travel
+everywhere: inside Tune checkpoints (next to the full trainer state), as ``extra_files`` of the MLflow PyTorch
+model, and out of the Model Registry. Loading them uses ``torch.load(weights_only=True)``, so a model from a remote
+store is never unpickled; ``mlflow.pytorch.load_model`` is deliberately not used.
+
+URIs (``load_model_from_uri``, used by ``python -m aae_tune.sample`` and ``python -m aae_tune.evaluate``):
+``models:/name/version``, ``runs:/<run_id>/path``, any other MLflow artifact URI (``file://``, ``s3://``,
+``mlflow-artifacts:/`` ...), or a local directory (a folder written by ``save_model_files``, an MLflow model
+folder, or a Tune checkpoint).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from urllib.parse import urlparse
+
+import torch
+
+from aae_tune.config import ExperimentConfig
+from aae_tune.errors import CheckpointError, ModelURIError
+from aae_tune.model.aae import AdversarialAutoencoder
+from aae_tune.model.registry import build_model
+from aae_tune.names import CHECKPOINT_FILE, CONFIG_FILE, STATE_FILE
+
+
+def resolve_device(device: str | torch.device | None = None) -> torch.device:
+    """``None``/"auto": CUDA when this process can see a GPU (e.g. Ray assigned one), else CPU. Trials, the
+    trainer and the Parzen tasks all decide with this one rule."""
+    if device is None or str(device) == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def save_model_files(model: AdversarialAutoencoder, directory: str | os.PathLike) -> list[Path]:
+    """Write config.json and model_state.pt into ``directory``; returns both paths."""
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    cfg_path, state_path = directory / CONFIG_FILE, directory / STATE_FILE
+    payload = {"config": model.cfg.to_dict(), "data_dim": model.data_dim}
+    cfg_path.write_text(json.dumps(payload, indent=2, sort_keys=True))
+    torch.save({k: v.detach().cpu() for k, v in model.state_dict().items()}, state_path)
+    return [cfg_path, state_path]
+
+
+def load_model_files(directory: str | os.PathLike, device: str | None = None) -> AdversarialAutoencoder:
+    """Rebuild a model from ``save_model_files`` output, or from a trainer checkpoint directory."""
+    directory = Path(directory)
+    if (directory / STATE_FILE).is_file() and (directory / CONFIG_FILE).is_file():
+        payload = json.loads((directory / CONFIG_FILE).read_text())
+        cfg = ExperimentConfig.from_dict(payload["config"], source=str(directory / CONFIG_FILE))
+        state = _safe_load(directory / STATE_FILE)
+        data_dim = int(payload.get("data_dim", 784))
+    elif (directory / CHECKPOINT_FILE).is_file():
+        full = _safe_load(directory / CHECKPOINT_FILE)
+        cfg = ExperimentConfig.from_dict(json.loads(full["config_json"]), source=str(directory / CHECKPOINT_FILE))
+        state = full["model"]
+        data_dim = int(full["data_dim"])
+    else:
+        raise CheckpointError(f"{directory} holds neither {CONFIG_FILE} + {STATE_FILE} nor {CHECKPOINT_FILE}")
+    model = build_model(cfg, data_dim)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as exc:
+        raise CheckpointError(f"{directory}: weights do not fit the config's architecture: {exc}") from exc
+    return model.to(resolve_device(device)).eval()
+
+
+def _safe_load(path: Path) -> dict:
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # noqa: BLE001 - every unreadable file is the same user-facing problem
+        raise CheckpointError(f"cannot read {path} as a weights-only torch file: {exc}") from exc
+
+
+def find_model_dir(root: str | os.PathLike) -> Path:
+    """The folder below ``root`` (downloaded MLflow model or checkpoint) that holds the model files."""
+    root = Path(root)
+    for name in (STATE_FILE, CHECKPOINT_FILE):
+        hits = sorted(root.rglob(name))
+        if hits:
+            return hits[0].parent
+    raise CheckpointError(f"no {STATE_FILE} or {CHECKPOINT_FILE} under {root}: not an aae_tune model")
+
+
+def _is_local_path(uri: str) -> bool:
+    """No URI scheme (or a one-letter one: a Windows drive) means a path on this machine."""
+    scheme = urlparse(uri).scheme
+    return scheme == "" or len(scheme) == 1
+
+
+def load_model_from_uri(
+    uri: str, tracking_uri: str | None = None, device: str | None = None
+) -> AdversarialAutoencoder:
+    """Resolve ``uri`` (see module docstring) to a model in eval mode on ``device`` (default: CUDA if visible).
+
+    Raises ``ModelURIError`` when nothing can be fetched and ``CheckpointError`` when the fetched files are not an
+    aae_tune model; both are ``ValueError``s with a message meant for the user.
+    """
+    uri = str(uri).strip()
+    if not uri:
+        raise ModelURIError("empty model URI")
+    if _is_local_path(uri):
+        root = Path(uri).expanduser()
+        if not root.exists():
+            raise ModelURIError(f"{uri}: no such directory (and not an MLflow URI such as models:/name/1)")
+        if not root.is_dir():
+            raise ModelURIError(f"{uri}: expected a model directory (config.json + model_state.pt), got a file")
+        return load_model_files(find_model_dir(root), device)
+
+    # Remote: download into a temp dir that only lives until the weights are in memory. mlflow is imported here
+    # because it is slow to import and local paths do not need it.
+    import mlflow.artifacts
+    from mlflow.exceptions import MlflowException
+
+    with tempfile.TemporaryDirectory(prefix="aae_model_") as tmp:
+        try:
+            source = _resolve_registry_uri(uri, tracking_uri) if tracking_uri and uri.startswith("models:") else uri
+            local = mlflow.artifacts.download_artifacts(
+                artifact_uri=source, dst_path=tmp, tracking_uri=tracking_uri, registry_uri=tracking_uri
+            )
+        except (MlflowException, OSError, ValueError) as exc:
+            where = f" (tracking URI {tracking_uri})" if tracking_uri else ""
+            first_line = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ModelURIError(f"cannot download model {uri}{where}: {first_line}") from exc
+        local_path = Path(local)
+        # A URI may name one file (e.g. .../model_state.pt): its folder holds the rest.
+        return load_model_files(find_model_dir(local_path if local_path.is_dir() else local_path.parent), device)
+
+
+def _resolve_registry_uri(uri: str, tracking_uri: str) -> str:
+    """``models:/name/version|stage|latest``, ``models:/name@alias`` or ``models:/<model_id>`` -> artifact URI.
+
+    MLflow's own ``models:/`` download looks the model up in the process-wide registry URI and ignores the
+    ``registry_uri`` argument (see ``ModelsArtifactRepository._get_model_uri_infos``), so the lookup is done here
+    with a client bound to ``tracking_uri`` (the registry lives with the tracking server, MLflow's default).
+    """
+    from mlflow import MlflowClient
+    from mlflow.store.artifact.utils.models import get_model_name_and_version
+
+    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    found = get_model_name_and_version(client, uri)  # (name, version), or (model_id,) for a logged model
+    if len(found) == 1:
+        return client.get_logged_model(found[0]).artifact_location
+    return client.get_model_version_download_uri(*found)

@@ -1,0 +1,36 @@
+"""Names that more than one module (and the user, in MLflow and on disk) relies on: one home each.
+
+Nothing here imports anything: the search, the cluster tools and the tests read the same strings.
+"""
+
+from __future__ import annotations
+
+# ---- MLflow: experiments, registered models, run tags ------------------------------------------------------
+EXPERIMENT_PREFIX = "aae-"
+TAG_SEARCH = "aae_search"  # search name, on the parent run and every trial run
+TAG_ROLE = "aae_role"  # ROLE_PARENT or ROLE_TRIAL
+TAG_TRIAL = "aae_trial_id"  # Tune's trial id, on trial runs
+TAG_MODEL_URI = "aae_model_uri"  # on a trial run: its logged MLflow model
+TAG_REGISTERED = "aae_registered_model"  # on the parent run: models:/name/version of the best trial
+TAG_BEST_TRIAL = "best_trial_id"
+TAG_STOP_REASON = "stop_reason"
+ROLE_PARENT, ROLE_TRIAL = "parent", "trial"
+
+
+def experiment_name(space_name: str) -> str:
+    """The MLflow experiment (and registered model) of every search of one space: ``aae-<space>``."""
+    return f"{EXPERIMENT_PREFIX}{space_name}"
+
+
+# ---- files in a search's folder ----------------------------------------------------------------------------
+SEARCH_RECORD = "aae_search.json"  # what a --resume must agree with
+SPOOL_FILE = "mlflow_spool.jsonl"  # tracking events waiting for an unreachable MLflow
+# Package layout a search's Tune state was pickled with; a --resume across layouts is refused (the pickled
+# trainable and callback name modules by their path). 2: the subpackage layout (model/, search/, ...).
+SEARCH_LAYOUT = 2
+
+# ---- files in a checkpoint / model folder ------------------------------------------------------------------
+CHECKPOINT_FILE = "trainer.pt"  # full trainer state: model, optimizers, schedules, RNG, epoch
+CONFIG_FILE = "config.json"  # the model's ExperimentConfig and data_dim
+STATE_FILE = "model_state.pt"  # the model's weights as a state dict
+DIVERGED_FILE = "DIVERGED"  # a trial's last checkpoint when training diverged

@@ -1,0 +1,67 @@
+"""``python -m aae_tune.search --space likelihood_mnist``: the search service's command line.
+
+Every setting is checked before Ray starts (``aae_tune.search.request``), then the data (by its loader); any
+problem is one message with exit code 2. Exit codes: 0 done, 1 no trial reported a score, 3 trials done but the
+MLflow record unfinished (``--resume`` completes it), 130 interrupted (``--resume`` continues it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from aae_tune.errors import ConfigError, DataError, fail
+from aae_tune.search.request import DEFAULT_TRACKING_URI, SMOKE_TRAIN_IMAGES, build_request
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="python -m aae_tune.search",
+        description="Search AAE hyperparameters with Ray Tune (ASHA + Optuna), tracked in MLflow.",
+    )
+    p.add_argument("--space", required=True, help="shipped space name (e.g. likelihood_mnist) or a YAML path")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a field of the space file, e.g. --set budget.num_samples=4 --set code_dim=8")
+    p.add_argument("--num-samples", type=int, help="trials (default: the space's budget)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: the space's budget)")
+    p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's budget)")
+    p.add_argument("--seed", type=int, default=0, help="seeds the searcher, every trial and every sample")
+    p.add_argument("--data-dir", help="MNIST IDX folder (default: AAE_TUNE_DATA_DIR, cache, download, embedded); "
+                   "the folder with SVHN's .mat files; or the .npz file of an 'array' dataset")
+    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
+                   help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI} in this folder)")
+    p.add_argument("--storage-path", default="ray_results", help="Tune results: local folder or a URI Ray accepts")
+    p.add_argument("--address", help="connect to an existing Ray cluster (host:port, ray://host:port or auto)")
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--gpus-per-trial", type=float, help="fractional allowed; default 1 if the cluster has GPUs")
+    p.add_argument("--name", help="search name, needed for --resume (default: <space>-<UTC time>)")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted search called --name")
+    p.add_argument("--top-k", type=int, help="best trials that get the full Table 1 Parzen protocol")
+    p.add_argument("--final-samples", type=int, help="model samples for that protocol (paper: 10000)")
+    p.add_argument("--smoke", action="store_true", help="tiny budget and nets: an end-to-end check for CI")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        request = build_request(args)
+        from aae_tune.data import load_dataset
+
+        dataset = request.space.dataset  # loaded before Ray: a data problem must not start a cluster
+        data = load_dataset(dataset.name, request.data_dir, **dataset.options())
+        if request.smoke:
+            data = data.head(SMOKE_TRAIN_IMAGES)
+    except (ConfigError, DataError) as exc:
+        return fail(str(exc))
+    from aae_tune.search.driver import run_search
+
+    summary = run_search(request, data)
+    print(summary.render())
+    if summary.interrupted:
+        return 3 if summary.note else 130  # 3: trials done, recording unfinished; 130: interrupted
+    return 0 if summary.best is not None else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

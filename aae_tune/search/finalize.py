@@ -1,0 +1,229 @@
+"""After the search: every trial's best checkpoint becomes an MLflow PyTorch model with its figures, the best K
+trials (by the validation metric) get the full Table 1 Parzen protocol on Ray, the best one is registered, and
+the parent run receives the trial table. Every step is idempotent, so ``--resume`` of a finished search repeats
+nothing that already reached MLflow."""
+
+from __future__ import annotations
+
+import math
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import numpy as np
+import pyarrow as pa
+import pyarrow.csv as pa_csv
+import pyarrow.parquet as pq
+import torch
+from ray import tune
+
+from aae_tune.data.splits import SplitData
+from aae_tune.errors import is_divergence
+from aae_tune.evaluate.parallel import parallel_parzen_run
+from aae_tune.evaluate.parzen import ParzenResult
+from aae_tune.evaluate.scores import TEST_PREFIX, describe_test_scores, test_scores
+from aae_tune.figures.sets import trial_figures
+from aae_tune.model.aae import AdversarialAutoencoder
+from aae_tune.model.io import load_model_files
+from aae_tune.names import CONFIG_FILE, STATE_FILE, TAG_BEST_TRIAL, TAG_MODEL_URI, TAG_REGISTERED, experiment_name
+from aae_tune.search.request import SearchRequest
+from aae_tune.search.tracking import SearchTracker, redact_uri
+
+
+@dataclass
+class TrialRow:
+    trial_id: str
+    run_id: str | None
+    status: str  # COMPLETED / STOPPED (by ASHA) / DIVERGED / ERROR
+    epochs: int
+    best_valid: float | None  # best value of the search metric over the trial's checkpoints
+    config: dict[str, Any] = field(default_factory=dict)  # the sampled parameters
+    checkpoint: str | None = None  # path of the best checkpoint
+    error: str | None = None
+    test_metrics: dict[str, float] = field(default_factory=dict)  # the paper's test figure (scores.test_scores)
+
+
+@dataclass
+class SearchSummary:
+    name: str
+    experiment_dir: str
+    tracking_uri: str
+    experiment_name: str
+    parent_run_id: str
+    metric: str
+    rows: list[TrialRow]
+    best: TrialRow | None
+    registered_model: str | None
+
+    interrupted: bool = False
+    note: str = ""
+
+    @classmethod
+    def interrupted_search(cls, request: SearchRequest, parent_run_id: str, note: str = "") -> SearchSummary:
+        return cls(
+            name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
+            experiment_name=request.experiment_name, parent_run_id=parent_run_id, metric=request.space.metric,
+            rows=[], best=None, registered_model=None, interrupted=True, note=note,
+        )
+
+    def render(self) -> str:
+        if self.interrupted:
+            return (f"\n{self.note or 'search ' + self.name + ' was interrupted'}; its state is saved in "
+                    f"{self.experiment_dir}.\n"
+                    f"continue it with: python -m aae_tune.search --space ... --name {self.name} --resume "
+                    "(with the same --storage-path and --tracking-uri)")
+        counts = {s: sum(r.status == s for r in self.rows) for s in ("COMPLETED", "STOPPED", "DIVERGED", "ERROR")}
+        lines = [
+            f"\n== search {self.name}: {len(self.rows)} trials ({counts['COMPLETED']} completed, "
+            f"{counts['STOPPED']} stopped early, {counts['DIVERGED']} diverged, {counts['ERROR']} failed)",
+        ]
+        for r in self.rows:
+            if r.status in ("DIVERGED", "ERROR"):
+                last = ((r.error or "").strip().splitlines() or ["unknown error"])[-1]
+                lines.append(f"   {r.status.lower()}: trial {r.trial_id}: {last}")
+        if self.best is None:
+            lines.append("   no trial reported a score: see the errors above and the Tune logs")
+        else:
+            b = self.best
+            lines += [
+                f"best trial {b.trial_id}: {self.metric} = {b.best_valid:.2f} (validation) after {b.epochs} epochs",
+                f"   config: {b.config}",
+            ]
+            lines += [f"   {line}  (reported, never optimised)" for line in describe_test_scores(b.test_metrics)]
+        lines += [
+            f"MLflow: {redact_uri(self.tracking_uri)}, experiment {self.experiment_name}, parent run "
+            f"{self.parent_run_id}  (browse: mlflow ui --backend-store-uri {redact_uri(self.tracking_uri)})",
+            f"registered model: {self.registered_model or '-'}",
+            f"Tune results: {self.experiment_dir}",
+        ]
+        return "\n".join(lines)
+
+
+def best_checkpoint(result: Any, metric: str, mode: str) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
+    # A diverged trial's last checkpoint is a marker with score -inf: never a model to log or evaluate.
+    scored = [(c, m) for c, m in (result.best_checkpoints or [])
+              if isinstance(m.get(metric), (int, float)) and math.isfinite(m[metric])]
+    if not scored:
+        return None, None
+    pick = max if mode == "max" else min
+    return pick(scored, key=lambda cm: cm[1][metric])
+
+
+def trial_row(result: Any, request: SearchRequest, runs: dict[str, str]) -> TrialRow:
+    metrics = result.metrics or {}
+    trial_id = str(metrics.get("trial_id") or Path(result.path).name)
+    ckpt, best = best_checkpoint(result, request.space.metric, request.space.mode)
+    history = result.metrics_dataframe
+    epochs = int(history["epoch"].max()) if history is not None and "epoch" in history else 0
+    status = "COMPLETED" if epochs >= request.max_epochs else "STOPPED"
+    if result.error:
+        status = "DIVERGED" if is_divergence(str(result.error)) else "ERROR"
+    return TrialRow(
+        trial_id=trial_id, run_id=runs.get(trial_id), status=status, epochs=epochs,
+        best_valid=None if best is None else float(best[request.space.metric]),
+        config={k: request.space.decode(k, v) for k, v in (result.config or {}).items()},
+        checkpoint=None if ckpt is None else ckpt.path, error=None if result.error is None else str(result.error),
+    )
+
+
+def log_trial_model(tracker: SearchTracker, row: TrialRow, data: SplitData, seed: int) -> str:
+    """Model (MLflow PyTorch flavour + the safe state-dict files), sample grid and latent scatter PNGs."""
+    run = tracker.client.get_run(row.run_id)
+    if TAG_MODEL_URI in run.data.tags:
+        return run.data.tags[TAG_MODEL_URI]
+    with tune.Checkpoint(row.checkpoint).as_directory() as directory:  # local, or downloaded from cloud storage
+        return _log_model_dir(tracker, row, Path(directory), data, seed, run.info.status)
+
+
+def _log_model_dir(tracker: SearchTracker, row: TrialRow, directory: Path, data: SplitData, seed: int,
+                   status: str) -> str:
+    model = load_model_files(directory, device="cpu")
+    with tempfile.TemporaryDirectory(prefix="aae_figs_") as tmp:
+        trial_figures(model, data, tmp, seed=seed)
+        tracker.client.log_artifacts(row.run_id, tmp, "figures")
+    example = model.export_example(torch.as_tensor(np.asarray(data.valid_x[:2])),
+                                   torch.as_tensor(np.asarray(data.valid_y[:2])))
+    with mlflow.start_run(run_id=row.run_id):
+        # MLflow's default 'pt2' format is a pickle-free torch.export graph of forward() (reconstruction); the
+        # extra files carry the full model (sampling too) as a weights-only state dict for aae_tune's loaders.
+        info = mlflow.pytorch.log_model(
+            model, name="model", input_example=example.numpy(),
+            extra_files=[str(directory / CONFIG_FILE), str(directory / STATE_FILE)],
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "aae_tune"],
+        )
+        mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
+    tracker.client.set_terminated(row.run_id, status=status if status != "RUNNING" else "FINISHED")
+    return info.model_uri
+
+
+def evaluate_test(tracker: SearchTracker, row: TrialRow, data: SplitData, request: SearchRequest) -> None:
+    """The paper's test figure for one of the best trials (``test_scores``; Table 1's Parzen protocol runs on Ray).
+    Reported, never used to choose. A --resume of a finished search reads it from MLflow instead of recomputing."""
+    existing = tracker.client.get_run(row.run_id).data.metrics
+    if not any(k.startswith(TEST_PREFIX) for k in existing):
+        with tune.Checkpoint(row.checkpoint).as_directory() as directory:
+            model = load_model_files(directory, device="cpu")
+        task_nodes: list[str] = []
+
+        def parzen_on_ray(model: AdversarialAutoencoder, valid: np.ndarray, test: np.ndarray, n_samples: int,
+                          seed: int) -> ParzenResult:
+            run = parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed)
+            task_nodes.extend(run.task_nodes)
+            return run.result
+
+        scores = test_scores(model, data, parzen_samples=request.final_samples, seed=request.seed,
+                             parzen=parzen_on_ray)
+        if task_nodes:  # which Ray nodes scored this model: on a cluster the evaluation is spread like the trials
+            tracker.set_tags(row.run_id, {"parzen_ray_nodes": ",".join(sorted(set(task_nodes))),
+                                          "parzen_tasks": len(task_nodes)})
+        tracker.log_metrics(row.run_id, scores, step=row.epochs)
+        existing = scores
+    row.test_metrics = {k: v for k, v in sorted(existing.items()) if k.startswith(TEST_PREFIX)}
+
+
+def register_best(tracker: SearchTracker, row: TrialRow, model_uri: str, space_name: str) -> str:
+    parent = tracker.client.get_run(tracker.parent_run_id)
+    if TAG_REGISTERED in parent.data.tags:
+        return parent.data.tags[TAG_REGISTERED]
+    version = mlflow.register_model(model_uri, experiment_name(space_name))
+    uri = f"models:/{version.name}/{version.version}"
+    tracker.set_tags(tracker.parent_run_id, {TAG_REGISTERED: uri, TAG_BEST_TRIAL: row.trial_id})
+    return uri
+
+
+def log_trial_table(tracker: SearchTracker, rows: list[TrialRow]) -> None:
+    records = [{**{k: v for k, v in asdict(r).items() if k not in ("config", "test_metrics")},
+                "config": str(r.config), **r.test_metrics} for r in rows]
+    table = pa.Table.from_pylist(records)
+    with tempfile.TemporaryDirectory(prefix="aae_table_") as tmp:
+        pq.write_table(table, Path(tmp) / "trials.parquet")
+        pa_csv.write_csv(table, Path(tmp) / "trials.csv")
+        tracker.client.log_artifacts(tracker.parent_run_id, tmp, "summary")
+
+
+def finalize_search(request: SearchRequest, results: Any, tracker: SearchTracker, data: SplitData) -> SearchSummary:
+    space = request.space
+    runs = tracker.trial_runs()
+    rows = [trial_row(result, request, runs) for result in results]
+    model_uris = {
+        r.trial_id: log_trial_model(tracker, r, data, request.seed) for r in rows if r.checkpoint and r.run_id
+    }
+    scored = [r for r in rows if r.best_valid is not None and r.trial_id in model_uris]
+    scored.sort(key=lambda r: r.best_valid, reverse=space.mode == "max")
+    for row in scored[: request.top_k]:
+        evaluate_test(tracker, row, data, request)
+    best = scored[0] if scored else None
+    registered = register_best(tracker, best, model_uris[best.trial_id], space.name) if best else None
+    log_trial_table(tracker, rows)
+    if best is not None:
+        best_metrics = {f"best_{space.metric}": best.best_valid}
+        best_metrics |= {f"best_{k}": v for k, v in best.test_metrics.items()}
+        tracker.log_metrics(tracker.parent_run_id, best_metrics, step=0)
+    tracker.end_run(tracker.parent_run_id, "FINISHED")
+    return SearchSummary(
+        name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
+        experiment_name=request.experiment_name, parent_run_id=tracker.parent_run_id, metric=space.metric,
+        rows=rows, best=best, registered_model=registered,
+    )

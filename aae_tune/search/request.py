@@ -1,0 +1,203 @@
+"""A validated search (``SearchRequest``) and every pre-flight check that builds one.
+
+Everything a user can get wrong — the space file, ``--set`` overrides, budgets, the search name, the storage
+path, the tracking URI, the Ray address, a --resume that does not match — is checked here, before Ray starts,
+and reported as one ``ConfigError``. The data is checked by its loader right after (``aae_tune.search.cli``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import socket
+import time
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aae_tune.errors import ConfigError
+from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
+from aae_tune.schema import parse_overrides
+from aae_tune.search.space import NAME_PATTERN, SearchSpace, load_space
+
+DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
+SMOKE_TRAIN_IMAGES = 5000  # --smoke trains on the first 5,000 training images (validation and test stay whole)
+
+
+@dataclass(frozen=True)
+class SearchRequest:
+    """A validated search: the space plus every command-line setting, budgets resolved."""
+
+    space: SearchSpace
+    space_path: str
+    name: str
+    seed: int
+    num_samples: int
+    max_epochs: int
+    max_concurrent: int
+    cpus_per_trial: float
+    gpus_per_trial: float | None  # None: one GPU share per trial if the cluster has GPUs, else CPU only
+    storage_path: str
+    tracking_uri: str
+    address: str | None
+    data_dir: str | None
+    resume: bool
+    smoke: bool
+    top_k: int
+    final_samples: int
+
+    @property
+    def experiment_name(self) -> str:
+        return experiment_name(self.space.name)
+
+    @property
+    def experiment_dir(self) -> str:
+        return f"{self.storage_path.rstrip('/')}/{self.name}"
+
+
+def _is_uri(path: str) -> bool:
+    return "://" in path
+
+
+def check_storage_path(path: str, problems: list[str]) -> str:
+    if _is_uri(path):
+        return path
+    local = Path(path).expanduser().resolve()
+    existing = next(p for p in (local, *local.parents) if p.exists())  # probe there: create nothing yet
+    if not existing.is_dir():
+        problems.append(f"--storage-path {path}: {existing} is a file, not a folder")
+        return str(local)
+    probe = existing / f".aae_tune_write_test_{time.time_ns()}"
+    try:
+        probe.write_text("ok")
+        probe.unlink()
+    except OSError as exc:
+        problems.append(f"--storage-path {path}: not writable ({exc.strerror}); choose a folder you can write to")
+    return str(local)
+
+
+def check_tracking_uri(uri: str, problems: list[str]) -> None:
+    from aae_tune.search.tracking import redact_uri
+
+    shown = redact_uri(uri)
+    if uri.startswith(("http://", "https://")):
+        try:
+            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
+                if response.status != 200:
+                    problems.append(f"--tracking-uri {shown}: /health answered {response.status}")
+        except (urllib.error.URLError, OSError, ValueError) as exc:
+            problems.append(f"--tracking-uri {shown}: MLflow server unreachable ({exc}); start it or fix the URI")
+    elif uri.startswith("sqlite:///"):
+        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+        if not folder.is_dir():
+            problems.append(f"--tracking-uri {shown}: folder {folder} does not exist")
+    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")) and _is_uri(uri):
+        problems.append(f"--tracking-uri {shown}: unsupported scheme; use sqlite:///path.db, http://host:port, ...")
+    elif not _is_uri(uri) and not uri.startswith("file:"):
+        problems.append(f"--tracking-uri {shown}: not a URI; use e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
+
+
+def check_address(address: str | None, problems: list[str]) -> None:
+    if address in (None, "auto", "local"):
+        return
+    target = address.split("://", 1)[-1]
+    host, _, port = target.rpartition(":")
+    if not host or not port.isdigit():
+        problems.append(f"--address {address}: expected host:port (e.g. 127.0.0.1:6379) or ray://host:10001")
+        return
+    try:
+        with socket.create_connection((host, int(port)), timeout=5):
+            pass
+    except OSError as exc:
+        problems.append(f"--address {address}: no Ray cluster answers there ({exc}); start it with `ray start "
+                        "--head` or drop --address to start a local one")
+
+
+RESUMABLE_FIELDS = ("experiment", "params", "metric", "mode", "scheduler", "searcher", "evaluation", "smoke")
+
+
+def search_record(space: SearchSpace, seed: int, smoke: bool, max_epochs: int | None = None) -> dict[str, Any]:
+    fields = space.to_dict()
+    return {"space": {k: fields[k] for k in RESUMABLE_FIELDS}, "seed": seed, "smoke": smoke,
+            "space_name": space.name, "max_epochs": max_epochs, "layout": SEARCH_LAYOUT}
+
+
+def write_search_record(request: SearchRequest) -> None:
+    if _is_uri(request.experiment_dir):
+        return
+    folder = Path(request.experiment_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    record = search_record(request.space, request.seed, request.smoke, request.max_epochs)
+    (folder / SEARCH_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+
+
+def check_resume_matches(request_dir: str, record: dict[str, Any], problems: list[str]) -> None:
+    """A resumed search must train what its checkpoints were written for: same space, seed and smoke mode."""
+    path = Path(request_dir) / SEARCH_RECORD
+    if not path.is_file():
+        return
+    saved = json.loads(path.read_text())
+    if saved.get("layout") != SEARCH_LAYOUT:
+        problems.append(f"--resume: the search at {request_dir} was started by an older aae_tune (before the "
+                        "subpackage layout); its saved Tune state names modules that no longer exist. Start it again "
+                        "under a new --name (its MLflow runs stay where they are)")
+        return
+    diff = sorted(k for k in RESUMABLE_FIELDS if saved["space"].get(k) != record["space"].get(k))
+    diff += [k for k in ("seed", "smoke") if saved.get(k) != record.get(k)]
+    if diff:
+        problems.append(f"--resume: the search at {request_dir} was started with different {', '.join(diff)}; "
+                        "its checkpoints belong to that config. Resume with the original --space/--set/--seed/"
+                        "--smoke, or start a new --name")
+
+
+def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:
+    if _is_uri(request_dir):
+        return
+    from ray import tune
+
+    exists = Path(request_dir).is_dir() and tune.Tuner.can_restore(request_dir)
+    if resume and not exists:
+        problems.append(f"--resume: no search to resume at {request_dir}; check --name and --storage-path")
+    if not resume and exists:
+        problems.append(f"a search already exists at {request_dir}; add --resume to continue it or pick a new --name")
+
+
+def build_request(args: argparse.Namespace) -> SearchRequest:
+    """Validate everything; raise one ConfigError listing all problems."""
+    space = load_space(args.space, parse_overrides(args.overrides))
+    problems: list[str] = []
+    budget, ev = space.budget, space.evaluation
+    values: dict[str, Any] = {
+        "num_samples": args.num_samples if args.num_samples is not None else (2 if args.smoke else budget.num_samples),
+        "max_epochs": args.max_epochs if args.max_epochs is not None else (2 if args.smoke else budget.max_epochs),
+        "max_concurrent": args.max_concurrent if args.max_concurrent is not None else budget.max_concurrent,
+        "top_k": args.top_k if args.top_k is not None else ev.top_k,
+        "final_samples": args.final_samples if args.final_samples is not None else (
+            1000 if args.smoke else ev.final_samples),
+    }
+    problems += [f"--{k.replace('_', '-')}: must be >= 1, got {v}" for k, v in values.items() if v < 1]
+    if not args.cpus_per_trial > 0:
+        problems.append(f"--cpus-per-trial: must be > 0, got {args.cpus_per_trial}")
+    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
+        problems.append(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
+    if args.resume and not args.name:
+        problems.append("--resume needs --name: the name of the search to continue")
+    name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not NAME_PATTERN.match(name) or ".." in name:
+        problems.append(f"--name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
+    storage = check_storage_path(args.storage_path, problems)
+    check_tracking_uri(args.tracking_uri, problems)
+    check_address(args.address, problems)
+    if NAME_PATTERN.match(name) and ".." not in name and not problems:
+        check_resume(f"{storage}/{name}", args.resume, problems)
+        if args.resume and not problems:
+            check_resume_matches(f"{storage}/{name}", search_record(space, args.seed, args.smoke), problems)
+    if problems:
+        raise ConfigError(problems, "command line")
+    return SearchRequest(
+        space=space, space_path=str(args.space), name=name, seed=args.seed, cpus_per_trial=args.cpus_per_trial,
+        gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=args.tracking_uri,
+        address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke, **values,
+    )

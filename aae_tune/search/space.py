@@ -1,0 +1,300 @@
+"""Search spaces: one declarative YAML file per experiment (``search_spaces/*.yaml``), validated up front.
+
+A file holds the fixed experiment config, the searched fields with their distributions, the scheduler, the
+searcher, the metric and the default budget. ``load_space`` reports every problem of a file in one
+``ConfigError`` — file, key and fix — before Ray is started.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
+from aae_tune.errors import ConfigError
+from aae_tune.experiments import reported_metrics
+from aae_tune.schema import collect, set_path, suggest, to_dict
+
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+# Names end up in paths (Tune's experiment folder) and MLflow names: no separators, no "..".
+NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
+Distribution = Literal["uniform", "loguniform", "quniform", "qloguniform", "randint", "choice", "grid"]
+
+
+@dataclass(frozen=True)
+class ParamSpec:
+    """One searched field. uniform/loguniform/quniform/qloguniform: [low, high] (q: step); randint:
+    integers in [low, high); choice: one of ``values`` (scalars, or lists such as lr drop epochs); grid: every
+    one of ``values`` (random searcher only: each grid point runs ``num_samples`` times)."""
+
+    distribution: Distribution
+    low: float | None = None
+    high: float | None = None
+    q: float | None = None
+    values: tuple[Any, ...] | None = None
+
+    def check(self) -> list[str]:
+        d = self.distribution
+        if d in ("choice", "grid"):
+            if self.values is None or len(self.values) == 0:
+                return [f"values: a {d} needs a non-empty list of values"]
+            return []
+        if self.low is None or self.high is None:
+            return [f"{d} needs low and high"]
+        errs = []
+        if not self.low < self.high:
+            errs.append(f"low/high: empty or inverted range [{self.low}, {self.high}]; low must be < high")
+        if d in ("loguniform", "qloguniform") and self.low <= 0:
+            errs.append(f"low: a log range must be > 0 (log of {self.low} is undefined); use uniform or a low > 0")
+        if d.startswith("q") and not (self.q and self.q > 0):
+            errs.append(f"q: {d} needs a step q > 0")
+        if d == "randint" and not (float(self.low).is_integer() and float(self.high).is_integer()):
+            errs.append("low/high: randint needs integer bounds")
+        return errs
+
+    def extremes(self) -> list[Any]:
+        """Values at the edges of the range: each must give a valid experiment config."""
+        if self.distribution in ("choice", "grid"):
+            return list(self.values or ())
+        if self.distribution == "randint":
+            return [int(self.low), int(self.high) - 1]
+        return [self.low, self.high]
+
+    def is_index_choice(self) -> bool:
+        """Optuna's categoricals hold scalars only: list-valued choices are searched by index."""
+        listed = self.distribution in ("choice", "grid")
+        return listed and any(isinstance(v, (list, tuple, dict)) for v in self.values or ())
+
+
+@dataclass(frozen=True)
+class SchedulerSpec:
+    type: Literal["asha", "fifo"] = "asha"
+    grace_period: int = 2  # epochs every trial gets before ASHA may stop it
+    reduction_factor: float = 3.0
+
+    def check(self) -> list[str]:
+        errs = [] if self.grace_period >= 1 else [f"grace_period: must be >= 1, got {self.grace_period}"]
+        if not self.reduction_factor > 1:
+            errs.append(f"reduction_factor: must be > 1, got {self.reduction_factor}")
+        return errs
+
+
+@dataclass(frozen=True)
+class SearcherSpec:
+    type: Literal["optuna_tpe", "random"] = "optuna_tpe"
+    n_startup_trials: int = 4  # TPE: random trials before the model-based proposals start
+
+    def check(self) -> list[str]:
+        return [] if self.n_startup_trials >= 1 else [f"n_startup_trials: must be >= 1, got {self.n_startup_trials}"]
+
+
+@dataclass(frozen=True)
+class EvaluationSpec:
+    every_epochs: int = 1  # validation Parzen estimate every K epochs (and at the last epoch)
+    valid_samples: int = 2000  # model samples for the validation estimate
+    final_samples: int = 10_000  # model samples for the Table 1 protocol on the best trials
+    top_k: int = 1  # how many best trials get the full Table 1 protocol
+
+    def check(self) -> list[str]:
+        return [f"{k}: must be >= 1, got {v}" for k, v in vars(self).items() if v < 1]
+
+
+@dataclass(frozen=True)
+class BudgetSpec:
+    num_samples: int = 8  # trials
+    max_epochs: int = 20  # epochs per trial (ASHA's max_t)
+    max_concurrent: int = 2
+
+    def check(self) -> list[str]:
+        return [f"{k}: must be >= 1, got {v}" for k, v in vars(self).items() if v < 1]
+
+
+@dataclass(frozen=True)
+class DatasetSpec:
+    """Which data the trials train on (aae_tune.data.load_dataset); ``--data-dir`` says where it is."""
+
+    name: Literal["mnist", "svhn", "array"] = "mnist"  # array: a user .npz (e.g. the Toronto Face Database)
+    use_extra: bool = False  # svhn: add extra_32x32.mat (531K images) to the unlabeled training set
+
+    def options(self) -> dict[str, Any]:
+        return {"use_extra": self.use_extra} if self.name == "svhn" else {}
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    description: str = ""
+    experiment: dict[str, Any] = field(default_factory=dict)  # fixed ExperimentConfig fields
+    params: dict[str, ParamSpec] = field(default_factory=dict)  # dotted ExperimentConfig key -> distribution
+    metric: str = "valid_parzen_ll"
+    mode: Literal["max", "min"] = "max"
+    scheduler: SchedulerSpec = field(default_factory=SchedulerSpec)
+    searcher: SearcherSpec = field(default_factory=SearcherSpec)
+    evaluation: EvaluationSpec = field(default_factory=EvaluationSpec)
+    budget: BudgetSpec = field(default_factory=BudgetSpec)
+    smoke: dict[str, Any] = field(default_factory=dict)  # extra experiment overrides for --smoke
+    dataset: DatasetSpec = field(default_factory=DatasetSpec)
+
+    def check(self) -> list[str]:
+        errs = []
+        if not NAME_PATTERN.match(self.name) or ".." in self.name:
+            errs.append(f"name: {self.name!r} must be letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
+        grids = [k for k, p in self.params.items() if p.distribution == "grid"]
+        if grids and self.searcher.type != "random":
+            errs.append(f"params.{grids[0]}: a grid needs searcher.type: random (Optuna samples, it does not grid)")
+        return errs
+
+    def experiment_config(self, sampled: dict[str, Any] | None = None, smoke: bool = False) -> ExperimentConfig:
+        """The fixed part + (decoded) sampled values -> a validated ExperimentConfig."""
+        data = _merge(_merge({}, self.experiment), smoke_overrides(self) if smoke else {})
+        for key, value in (sampled or {}).items():
+            set_path(data, key, self.decode(key, value))
+        return ExperimentConfig.from_dict(data, source=f"search space {self.name!r}")
+
+    def decode(self, key: str, value: Any) -> Any:
+        spec = self.params.get(key)
+        return spec.values[int(value)] if spec is not None and spec.is_index_choice() else value
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_dict(self)
+
+
+def smoke_overrides(space: SearchSpace) -> dict[str, Any]:
+    return _merge(_merge({}, SMOKE_OVERRIDES), space.smoke)
+
+
+def _merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """Recursive dict merge (extra wins), copying nested dicts."""
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(base.get(key), dict):
+            base[key] = _merge(dict(base[key]), value)
+        else:
+            base[key] = _merge({}, value) if isinstance(value, dict) else value
+    return base
+
+
+SEARCH_SPACE_KEYS = {f.name for f in fields(SearchSpace)}
+EXPERIMENT_KEYS = {f.name for f in fields(ExperimentConfig)}
+
+
+def available_spaces() -> list[str]:
+    return sorted(p.stem for p in SPACES_DIR.glob("*.yaml"))
+
+
+def resolve_space_path(name_or_path: str) -> Path:
+    """A shipped space name (``likelihood_mnist``) or a path to a YAML file."""
+    path = Path(name_or_path)
+    if path.suffix in (".yaml", ".yml") or path.exists():
+        if not path.is_file():
+            raise ConfigError([f"no such file {path}"], "--space")
+        return path
+    shipped = SPACES_DIR / f"{name_or_path}.yaml"
+    if not shipped.is_file():
+        names = available_spaces()
+        raise ConfigError(
+            [f"unknown space {name_or_path!r}{suggest(name_or_path, names)}; available: {', '.join(names)}"],
+            "--space",
+        )
+    return shipped
+
+
+def _check_experiment(raw: dict[str, Any], problems: list[str]) -> bool:
+    """The fixed experiment part alone, even when other parts of the file are broken. True if valid."""
+    experiment = raw.get("experiment") or {}
+    if not isinstance(experiment, dict):
+        return False  # reported as a type error of the file
+    _, found = collect(ExperimentConfig, experiment)
+    problems.extend(f"experiment.{p}" for p in found)
+    return not found
+
+
+def _check_metric(space: SearchSpace, problems: list[str]) -> None:
+    """The metric must be one the space's model reports, or every trial would fail once Tune looks for it."""
+    reported = reported_metrics(space.experiment_config().score_kind)
+    if space.metric not in reported:
+        model = space.experiment.get("model", "likelihood")
+        hint = suggest(space.metric, sorted(reported))
+        problems.append(f"metric: {space.metric!r} is not reported by the {model} model{hint}; it reports "
+                        f"{', '.join(sorted(reported))}")
+
+
+def _check_params_against_config(space: SearchSpace, problems: list[str]) -> None:
+    """Every searched key must name a config field, and every edge of its range must give a valid config."""
+    for key, spec in space.params.items():
+        if spec.check():
+            continue  # already reported by the ParamSpec check
+        for value in spec.extremes():
+            data = _merge({}, space.experiment)
+            set_path(data, key, value)
+            try:
+                ExperimentConfig.from_dict(data)
+            except ConfigError as exc:
+                problems.extend(f"params.{key} = {value!r}: {p}" for p in exc.problems)
+                break
+
+
+def apply_override(raw: dict[str, Any], key: str, value: Any) -> str | None:
+    """``--set`` semantics: a dotted key into the file. Two conveniences: ``params.<searched key>.<field>``
+    addresses a parameter whose key has dots itself, and a bare experiment field (``code_dim=4``) pins that field
+    in ``experiment`` and stops searching it. Returns a problem message for an unknown field, else None."""
+    head = key.split(".", 1)[0]
+    if head not in SEARCH_SPACE_KEYS | EXPERIMENT_KEYS:
+        known = sorted(SEARCH_SPACE_KEYS | EXPERIMENT_KEYS)
+        return f"--set {key}: unknown field {head!r}{suggest(head, known)}; valid: {', '.join(known)}"
+    params = raw.get("params") if isinstance(raw.get("params"), dict) else {}
+    if head == "params" and "." in key:
+        rest = key.split(".", 1)[1]
+        # a whole parameter: --set 'params.code_dim={distribution: choice, values: [4, 8]}'
+        if (rest in params or isinstance(value, dict)) and isinstance(raw.get("params"), dict):
+            raw["params"][rest] = value
+            return None
+        for name in sorted(params, key=len, reverse=True):
+            if rest.startswith(name + ".") and isinstance(params[name], dict):
+                params[name][rest[len(name) + 1 :]] = value
+                return None
+    if head not in SEARCH_SPACE_KEYS:
+        params.pop(key, None)
+        set_path(raw.setdefault("experiment", {}), key, value)
+        return None
+    set_path(raw, key, value)
+    return None
+
+
+def read_space_file(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict[str, Any], str]:
+    """The raw mapping of a space file, with ``extends: <space>`` resolved: the named space is read first and
+    this file's keys are merged over it (mappings key by key; a searched param set to null is dropped)."""
+    path = resolve_space_path(name_or_path)
+    source = str(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], source) from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(["top level must be a mapping with keys name, experiment, params, ..."], source)
+    parent = raw.pop("extends", None)
+    if parent is None:
+        return raw, source
+    if not isinstance(parent, str) or str(path.resolve()) in seen:
+        raise ConfigError([f"extends: {parent!r} must name another space, without cycles"], source)
+    base, _ = read_space_file(parent, (*seen, str(path.resolve())))
+    merged = _merge(base, raw)
+    merged["params"] = {k: v for k, v in (merged.get("params") or {}).items() if v is not None}
+    return merged, source
+
+
+def load_space(name_or_path: str, overrides: list[tuple[str, Any]] | None = None) -> SearchSpace:
+    """Read, override (``--set`` pairs: dotted keys into the file) and validate a search space."""
+    raw, source = read_space_file(name_or_path)
+    problems = [p for key, value in overrides or [] if (p := apply_override(raw, key, value))]
+    space, found = collect(SearchSpace, raw)
+    problems += found
+    if _check_experiment(raw, problems) and space is not None:
+        _check_params_against_config(space, problems)
+        _check_metric(space, problems)
+    if problems:
+        raise ConfigError(problems, source)
+    return space

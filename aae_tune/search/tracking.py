@@ -1,0 +1,150 @@
+"""MLflow records of a search: one parent run per search, one nested run per trial, keyed so that a resumed
+search finds and reuses them (Ray Tune's own MLflow callback keeps its trial -> run map in memory only and
+creates duplicates after a restore).
+
+Runs are found by tags: ``aae_search`` = search name on both, ``aae_role`` = parent/trial, ``aae_trial_id`` =
+Tune's trial id on trial runs. All logging happens on the driver (a Tune ``Callback``), so trials need no access
+to the tracking server and a SQLite store sees a single writer.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import re
+import time
+from typing import Any
+
+import mlflow
+import yaml
+from mlflow.entities import Metric, Param, RunTag
+from mlflow.tracking import MlflowClient
+
+from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, TAG_TRIAL
+
+logger = logging.getLogger("aae_tune.tracking")
+
+# Keys Tune adds to every result: bookkeeping, not model metrics.
+TUNE_KEYS = {
+    "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "time_since_restore",
+    "iterations_since_restore", "timesteps_total", "episodes_total", "pid", "done", "trial_id",
+    "checkpoint_dir_name", "should_checkpoint",
+}
+MAX_PARAM_LEN = 6000
+
+
+def redact_uri(uri: str) -> str:
+    """Hide the password of ``scheme://user:password@host`` URIs before they reach a log or a param."""
+    return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", uri)
+
+
+def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    """{"optim": {"lr": 1}} -> {"optim.lr": 1}."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(flatten(value, f"{name}."))
+        else:
+            out[name] = value
+    return out
+
+
+def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
+    """The finite numeric model metrics of a Tune result (Tune's bookkeeping keys and flags dropped)."""
+    return {k: float(v) for k, v in result.items() if k not in TUNE_KEYS and isinstance(v, (int, float))
+            and not isinstance(v, bool) and math.isfinite(v)}
+
+
+class SearchTracker:
+    """Finds or creates the MLflow runs of one search and writes to them."""
+
+    def __init__(self, tracking_uri: str, experiment_name: str, search_name: str):
+        self.tracking_uri, self.search_name = tracking_uri, search_name
+        mlflow.set_tracking_uri(tracking_uri)
+        self._client: MlflowClient | None = None
+        experiment = self.client.get_experiment_by_name(experiment_name)
+        self.experiment_id = (
+            experiment.experiment_id if experiment else self.client.create_experiment(experiment_name)
+        )
+        self._trial_runs: dict[str, str] = {}
+        self.parent_run_id = self._find_or_create({TAG_ROLE: ROLE_PARENT}, run_name=search_name)
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = MlflowClient(self.tracking_uri)
+        return self._client
+
+    def __getstate__(self) -> dict[str, Any]:
+        # Tune pickles its callbacks into the experiment folder (for --resume): keep the client and any password
+        # in the tracking URI out of that file. The driver re-supplies the URI through MLFLOW_TRACKING_URI.
+        return {**self.__dict__, "_client": None, "tracking_uri": redact_uri(self.tracking_uri)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state)
+        if "***" in self.tracking_uri and os.environ.get("MLFLOW_TRACKING_URI"):
+            self.tracking_uri = os.environ["MLFLOW_TRACKING_URI"]
+
+    def log_space(self, space: Any) -> None:
+        """The resolved space (file + overrides) as YAML on the parent run."""
+        self.client.log_text(self.parent_run_id, yaml.safe_dump(space.to_dict(), sort_keys=False), "space.yaml")
+
+    def _find(self, tags: dict[str, str]) -> str | None:
+        query = " and ".join(f"tags.{k} = '{v}'" for k, v in {TAG_SEARCH: self.search_name, **tags}.items())
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=2)
+        if len(runs) > 1:
+            logger.warning("several MLflow runs match %s; using the first", query)
+        return runs[0].info.run_id if runs else None
+
+    def _find_or_create(self, tags: dict[str, str], run_name: str, extra: dict[str, str] | None = None) -> str:
+        found = self._find(tags)
+        if found:
+            if self.client.get_run(found).info.status != "RUNNING":
+                self.client.update_run(found, status="RUNNING")
+            return found
+        all_tags = {TAG_SEARCH: self.search_name, **tags, **(extra or {})}
+        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+
+    def trial_run(self, trial_id: str, run_name: str | None = None) -> str:
+        """The nested run of ``trial_id``, created on first sight and reused after a resume."""
+        if trial_id not in self._trial_runs:
+            self._trial_runs[trial_id] = self._find_or_create(
+                {TAG_ROLE: ROLE_TRIAL, TAG_TRIAL: trial_id},
+                run_name=run_name or trial_id,
+                extra={"mlflow.parentRunId": self.parent_run_id},
+            )
+        return self._trial_runs[trial_id]
+
+    def trial_runs(self) -> dict[str, str]:
+        """trial id -> run id for every trial run of this search in the store."""
+        query = f"tags.{TAG_SEARCH} = '{self.search_name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'"
+        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=10_000)
+        return {r.data.tags[TAG_TRIAL]: r.info.run_id for r in runs}
+
+    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
+        """Log params once: a resumed run already has them (MLflow refuses to change a logged param)."""
+        existing = self.client.get_run(run_id).data.params
+        new = [
+            Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(params).items() if k not in existing
+        ]
+        for i in range(0, len(new), 100):
+            self.client.log_batch(run_id, params=new[i : i + 100])
+
+    def last_step(self, run_id: str, key: str = "epoch") -> int:
+        """The highest step already logged for ``key`` (0 if none): what a resumed trial must not log again."""
+        history = self.client.get_metric_history(run_id, key)
+        return max((m.step for m in history), default=0)
+
+    def log_metrics(self, run_id: str, metrics: dict[str, Any], step: int) -> None:
+        now = int(time.time() * 1000)
+        batch = [Metric(k, v, now, step) for k, v in numeric_metrics(metrics).items()]
+        if batch:
+            self.client.log_batch(run_id, metrics=batch)
+
+    def set_tags(self, run_id: str, tags: dict[str, Any]) -> None:
+        self.client.log_batch(run_id, tags=[RunTag(k, str(v)) for k, v in tags.items()])
+
+    def end_run(self, run_id: str, status: str = "FINISHED") -> None:
+        self.client.set_terminated(run_id, status=status)

@@ -1,0 +1,118 @@
+"""Search-space files: every shipped file loads, every mistake is reported at once with file, key and fix."""
+
+import pytest
+
+from aae_tune.errors import ConfigError
+from aae_tune.search.space import SPACES_DIR, available_spaces, load_space
+
+
+@pytest.mark.parametrize("name", available_spaces())
+def test_every_shipped_space_loads_and_samples(name):
+    space = load_space(name)
+    assert space.name == name and space.params
+    # each edge of each searched range gives a valid experiment config, in normal and smoke mode
+    for key, spec in space.params.items():
+        for i, value in enumerate(spec.extremes()):
+            sampled = {key: i if spec.is_index_choice() else value}
+            assert space.experiment_config(sampled).to_dict()
+            assert space.experiment_config(sampled, smoke=True).net.hidden != (1000, 1000)
+
+
+def test_likelihood_space_follows_appendix_a1():
+    space = load_space("likelihood_mnist")
+    cfg = space.experiment_config()
+    assert cfg.net.hidden == (1000, 1000) and cfg.net.init_std == 0.01 and cfg.batch_size == 100
+    assert cfg.net.output == "sigmoid" and cfg.prior.kind == "gaussian"
+    assert {"prior.std", "code_dim", "encoder", "optim.reconstruction.lr", "optim.adversarial.lr",
+            "optim.reconstruction.drop_epochs"} <= set(space.params)
+    assert space.metric == "valid_parzen_ll" and space.mode == "max"
+
+
+def test_list_valued_choices_are_searched_by_index():
+    space = load_space("likelihood_mnist")
+    spec = space.params["optim.reconstruction.drop_epochs"]
+    assert spec.is_index_choice()
+    assert space.experiment_config({"optim.reconstruction.drop_epochs": 1}).optim.reconstruction.drop_epochs == (10,)
+
+
+BAD_FILE = """
+name: broken
+experiment:
+  code_dim: 8
+  batchsize: 100
+params:
+  prior.std: {distribution: loguniform, low: 0, high: 5}
+  optim.reconstruction.lr: {distribution: uniform, low: 0.1, high: 0.01}
+  code_dim: {distribution: choice, values: []}
+  encoder: {distribution: gaussian_process, low: 1, high: 2}
+  optim.adversarial.momentum: {distribution: uniform, low: 0.0, high: 1.5}
+budget: {num_samples: 0}
+"""
+
+
+def test_bad_file_reports_everything_in_one_error(tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(BAD_FILE)
+    with pytest.raises(ConfigError) as info:
+        load_space(str(path))
+    msg = str(info.value)
+    assert msg.startswith(str(path))
+    for expected in [
+        "experiment.batchsize: unknown key (did you mean 'batch_size'?)",
+        "params.prior.std.low: a log range must be > 0",
+        "params.optim.reconstruction.lr.low/high: empty or inverted range [0.1, 0.01]",
+        "params.code_dim.values: a choice needs a non-empty list",
+        "params.encoder.distribution: 'gaussian_process' is not one of",
+        "budget.num_samples: must be >= 1",
+    ]:
+        assert expected in msg, (expected, msg)
+
+
+def test_edge_of_range_checked_against_the_experiment_config(tmp_path):
+    path = tmp_path / "edge.yaml"
+    path.write_text("name: edge\nparams:\n  optim.adversarial.momentum: {distribution: uniform, low: 0.0, high: 1.5}\n")
+    with pytest.raises(ConfigError, match=r"params.optim.adversarial.momentum = 1.5: .*must be in \[0, 1\)"):
+        load_space(str(path))
+
+
+def test_overrides_are_validated_like_the_file():
+    space = load_space("likelihood_mnist", [("budget.num_samples", 3), ("code_dim", 4),
+                                            ("params.prior.std.high", 3.0)])
+    assert space.budget.num_samples == 3 and "code_dim" not in space.params
+    assert space.experiment_config().code_dim == 4 and space.params["prior.std"].high == 3.0
+    with pytest.raises(ConfigError, match="unknown field 'code_dm' \\(did you mean 'code_dim'\\?\\)"):
+        load_space("likelihood_mnist", [("code_dm", 4)])
+    with pytest.raises(ConfigError, match="budget.max_epochs: expected an integer"):
+        load_space("likelihood_mnist", [("budget.max_epochs", "many")])
+
+
+def test_unknown_space_lists_the_shipped_ones():
+    with pytest.raises(ConfigError, match="did you mean 'likelihood_mnist'.*available: .*likelihood_mnist"):
+        load_space("likelihod_mnist")
+
+
+def test_malformed_yaml(tmp_path):
+    path = tmp_path / "x.yaml"
+    path.write_text("name: [unclosed\n")
+    with pytest.raises(ConfigError, match="not valid YAML"):
+        load_space(str(path))
+    assert SPACES_DIR.is_dir()
+
+
+def test_extends_merges_over_the_named_space_and_drops_null_params(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("extends: semisupervised_mnist_100\nname: child\nexperiment: {num_labeled: 1000}\n"
+                     "params:\n  prior.std: null\n  code_dim: {distribution: choice, values: [5, 10]}\n")
+    space, base = load_space(str(child)), load_space("semisupervised_mnist_100")
+    assert space.name == "child" and space.experiment_config().num_labeled == 1000
+    assert space.experiment_config().net == base.experiment_config().net  # inherited
+    assert "prior.std" not in space.params and "code_dim" in space.params
+    assert set(space.params) - {"code_dim"} == set(base.params) - {"prior.std"}
+
+
+def test_extends_cycle_is_refused(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text(f"extends: {b}\nname: a\n")
+    b.write_text(f"extends: {a}\nname: b\n")
+    with pytest.raises(ConfigError, match="without cycles"):
+        load_space(str(a))
