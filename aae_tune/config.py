@@ -28,7 +28,9 @@ class NetConfig:
     disc_hidden: tuple[int, ...] = (1000, 1000)  # hidden ReLU layers of the discriminator
     init_std: float = 0.01  # weights ~ N(0, init_std), biases 0
     output: Literal["sigmoid", "linear"] = "sigmoid"  # decoder output layer
-    batch_norm: bool = False  # batch normalisation after every hidden layer of the encoder (App. A.3)
+    # Batch normalisation. encoder: every encoder layer, its q(y|x) / q(z|x) output layers included (App. A.3);
+    # autoencoder: those and every decoder layer, the output layer included (App. A.2.2). Never in discriminators.
+    batch_norm: Literal["none", "encoder", "autoencoder"] = "none"
 
     def check(self) -> list[str]:
         errs = [
@@ -125,7 +127,11 @@ class ExperimentConfig:
     encoder: EncoderKind = "deterministic"
     noise_dim: int = 100  # universal encoder: size of the noise input eta ~ N(0, I)
     input_noise_std: float = 0.0  # Gaussian noise added to encoder inputs during training
-    input_dropout: float = 0.0  # dropout on encoder inputs during training
+    input_dropout: float = 0.0  # dropout on encoder inputs during training (App. A.2.2, A.3: 0.2)
+    hidden_dropout: float = 0.0  # dropout after every hidden layer of encoder and decoder during training
+    # Reconstruction cost per example: squared = ||x - x_hat||^2 (App. A.1's Euclidean cost), half_squared = half of
+    # it (App. A.2.1, A.3), bce = binary cross-entropy of the sigmoid output (pixels in [0, 1] only).
+    recon_cost: Literal["squared", "half_squared", "bce"] = "squared"
     num_classes: int = 10  # labels / clusters: size of y for the categorical models, components when conditioned
     # Training labels the model may use, drawn with the seed and balanced per class; null = every label. Models
     # without labels (likelihood, clustering) ignore it.
@@ -142,8 +148,11 @@ class ExperimentConfig:
                 errs.append(f"{name}: must be >= 1, got {getattr(self, name)}")
         if self.input_noise_std < 0:
             errs.append(f"input_noise_std: must be >= 0, got {self.input_noise_std}")
-        if not 0 <= self.input_dropout < 1:
-            errs.append(f"input_dropout: must be in [0, 1), got {self.input_dropout}")
+        errs += [f"{name}: must be in [0, 1), got {getattr(self, name)}" for name in ("input_dropout", "hidden_dropout")
+                 if not 0 <= getattr(self, name) < 1]
+        if self.recon_cost == "bce" and self.net.output != "sigmoid":
+            errs.append("recon_cost: bce needs a sigmoid decoder output (pixels in [0, 1]); use squared or "
+                        "half_squared")
         if self.prior.kind in ("mixture", "swiss_roll") and self.code_dim != 2:
             errs.append(f"code_dim: the {self.prior.kind} prior is 2-D, so code_dim must be 2, got {self.code_dim}")
         if self.prior.kind == "categorical" and self.code_dim != self.prior.num_components:
@@ -212,7 +221,8 @@ class ExperimentConfig:
 SMOKE_OVERRIDES: dict[str, Any] = {
     "epochs": 1,
     "net": {"hidden": [128, 128], "disc_hidden": [64, 64], "init_std": 0.1},
-    "optim": {"optimizer": "adam", "reconstruction": {"lr": 3e-3}, "adversarial": {"lr": 1e-3, "momentum": 0.5}},
+    "optim": {"optimizer": "adam", "reconstruction": {"lr": 3e-3}, "adversarial": {"lr": 1e-3, "momentum": 0.5},
+              "classification": {"lr": 1e-3}},
 }
 
 

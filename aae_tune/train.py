@@ -62,6 +62,7 @@ class Trainer:
             self.model: AdversarialAutoencoder = build_model(cfg, self.train_x.shape[1]).to(self.device)
         self.generator = torch.Generator(device=self.device)
         self.generator.manual_seed(cfg.seed)
+        self.model.use_generator(self.generator)
         self.phases = self.model.phases()
         self.uses_labeled_batches = any(p.name == "classification" for p in self.phases)
         self.optimizers = {

@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from aae_tune.config import ExperimentConfig
-from aae_tune.model.nets import Encoder, mlp
+from aae_tune.model.nets import Encoder, SeededDropout, dropout, mlp
 from aae_tune.model.priors import build_prior
 
 Metrics = dict[str, torch.Tensor]  # detached scalars; summed over the epoch without a host sync per batch
@@ -68,17 +68,24 @@ class AdversarialAutoencoder(nn.Module):
         net = cfg.net
         self.encoder = self.build_encoder()
         out = nn.Sigmoid() if net.output == "sigmoid" else None
-        self.decoder = mlp(
-            self.decoder_in_dim(), tuple(reversed(net.hidden)), data_dim, init_std=net.init_std, out_activation=out
-        )
+        whole = net.batch_norm == "autoencoder"  # App. A.2.2: batch norm in the decoder, output layer included
+        self.decoder = mlp(self.decoder_in_dim(), tuple(reversed(net.hidden)), data_dim, init_std=net.init_std,
+                           out_activation=out, batch_norm=whole, out_batch_norm=whole, dropout=cfg.hidden_dropout)
         self.discriminator = mlp(self.discriminator_in_dim(), net.disc_hidden, 1, init_std=net.init_std)
         self.prior = build_prior(cfg.prior, cfg.code_dim)
+
+    def use_generator(self, generator: torch.Generator) -> None:
+        """Draw hidden-layer dropout masks from ``generator`` (the trainer's): every random draw of training then
+        comes from the one generator a checkpoint saves."""
+        for module in self.modules():
+            if isinstance(module, SeededDropout):
+                module.generator = generator
 
     # ---- hooks for variants -------------------------------------------------------------------------
     def build_encoder(self) -> nn.Module:
         cfg = self.cfg
         return Encoder(cfg.encoder, self.data_dim, cfg.net.hidden, cfg.code_dim, noise_dim=cfg.noise_dim,
-                       init_std=cfg.net.init_std, batch_norm=cfg.net.batch_norm)
+                       init_std=cfg.net.init_std, batch_norm=cfg.net.batch_norm != "none", dropout=cfg.hidden_dropout)
 
     def decoder_in_dim(self) -> int:
         return self.cfg.code_dim
@@ -113,16 +120,24 @@ class AdversarialAutoencoder(nn.Module):
         cfg = self.cfg
         if cfg.input_noise_std > 0:
             x = x + cfg.input_noise_std * torch.randn(x.shape, generator=generator, device=x.device)
-        if cfg.input_dropout > 0:
-            keep = torch.rand(x.shape, generator=generator, device=x.device) >= cfg.input_dropout
-            x = x * keep / (1 - cfg.input_dropout)
-        return x
+        return dropout(x, cfg.input_dropout, generator) if cfg.input_dropout > 0 else x
 
     def reconstruction_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         z = self.encoder(self.corrupt(batch.x, generator), generator)  # (B, code_dim)
-        x_hat = self.decode(z, batch.y)  # (B, data_dim)
-        loss = (x_hat - batch.x).pow(2).sum(1).mean()  # Euclidean cost per example, mean over the batch
+        loss = self.reconstruction_cost(self.decode(z, batch.y), batch.x)
         return loss, {"recon_loss": loss.detach()}
+
+    def reconstruction_cost(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """The config's cost per example (see ``ExperimentConfig.recon_cost``) of x_hat (B, D) against the clean x,
+        mean over the batch."""
+        kind = self.cfg.recon_cost
+        if kind == "bce":
+            # F.binary_cross_entropy's formula (logs clamped at -100), written out: a NaN from a diverging run must
+            # reach the trainer's non-finite check as a NaN, not fail F's input-range check with a RuntimeError
+            log_p, log_q = x_hat.log().clamp_min(-100), (1 - x_hat).log().clamp_min(-100)
+            return -(x * log_p + (1 - x) * log_q).sum(1).mean()
+        cost = (x_hat - x).pow(2).sum(1).mean()
+        return 0.5 * cost if kind == "half_squared" else cost
 
     def discriminator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         with torch.no_grad():

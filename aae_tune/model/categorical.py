@@ -34,7 +34,8 @@ class CategoricalAAE(AdversarialAutoencoder):
     def build_encoder(self) -> nn.Module:
         cfg = self.cfg
         return CategoricalEncoder(self.data_dim, cfg.net.hidden, cfg.num_classes, cfg.code_dim,
-                                  init_std=cfg.net.init_std, batch_norm=cfg.net.batch_norm)
+                                  init_std=cfg.net.init_std, batch_norm=cfg.net.batch_norm != "none",
+                                  dropout=cfg.hidden_dropout)
 
     def decoder_in_dim(self) -> int:
         return self.cfg.num_classes + self.cfg.code_dim
@@ -67,8 +68,7 @@ class CategoricalAAE(AdversarialAutoencoder):
 
     def reconstruction_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         y, z = self.encode_parts(self.corrupt(batch.x, generator))
-        x_hat = self.decoder(self.representation(y, z))  # (B, data_dim)
-        loss = (x_hat - batch.x).pow(2).sum(1).mean()
+        loss = self.reconstruction_cost(self.decoder(self.representation(y, z)), batch.x)  # x_hat: (B, data_dim)
         return loss, {"recon_loss": loss.detach()}
 
     def discriminator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:

@@ -24,8 +24,32 @@ def init_normal_(module: nn.Module, std: float) -> None:
             nn.init.zeros_(layer.bias)
 
 
-def hidden_stack(in_dim: int, hidden: Sequence[int], *, batch_norm: bool = False) -> list[nn.Module]:
-    """[Linear (-> BatchNorm) -> ReLU] per hidden width: the body shared by every MLP here."""
+def dropout(x: torch.Tensor, p: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Zero each entry of x with probability p (mask drawn from ``generator``), scale the rest by 1 / (1 - p)."""
+    keep = torch.rand(x.shape, generator=generator, device=x.device) >= p
+    return x * keep / (1 - p)
+
+
+class SeededDropout(nn.Module):
+    """Dropout whose masks come from ``self.generator`` (the trainer's, set by ``AdversarialAutoencoder.use_generator``)
+    rather than torch's global RNG, so a run restored from a checkpoint draws the same masks as one that never
+    stopped. Without a generator it draws from the global RNG, like ``nn.Dropout``."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return dropout(x, self.p, self.generator) if self.training and self.p > 0 else x
+
+    def extra_repr(self) -> str:
+        return f"p={self.p}"
+
+
+def hidden_stack(in_dim: int, hidden: Sequence[int], *, batch_norm: bool = False,
+                 dropout: float = 0.0) -> list[nn.Module]:
+    """[Linear (-> BatchNorm) -> ReLU (-> Dropout)] per hidden width: the body shared by every MLP here."""
     layers: list[nn.Module] = []
     width = in_dim
     for h in hidden:
@@ -33,6 +57,8 @@ def hidden_stack(in_dim: int, hidden: Sequence[int], *, batch_norm: bool = False
         if batch_norm:
             layers.append(nn.BatchNorm1d(h))
         layers.append(nn.ReLU())
+        if dropout > 0:
+            layers.append(SeededDropout(dropout))
         width = h
     return layers
 
@@ -45,10 +71,15 @@ def mlp(
     init_std: float = 0.01,
     out_activation: nn.Module | None = None,
     batch_norm: bool = False,
+    out_batch_norm: bool = False,
+    dropout: float = 0.0,
 ) -> nn.Sequential:
-    """in_dim -> [Linear (-> BatchNorm) -> ReLU] * len(hidden) -> Linear (-> out_activation)."""
-    layers = hidden_stack(in_dim, hidden, batch_norm=batch_norm)
+    """in_dim -> [Linear (-> BatchNorm) -> ReLU (-> Dropout)] * len(hidden) -> Linear (-> BatchNorm)
+    (-> out_activation). ``out_batch_norm`` normalises the output layer too (App. A.2.2, A.3)."""
+    layers = hidden_stack(in_dim, hidden, batch_norm=batch_norm, dropout=dropout)
     layers.append(nn.Linear(hidden[-1] if hidden else in_dim, out_dim))
+    if out_batch_norm:
+        layers.append(nn.BatchNorm1d(out_dim))
     if out_activation is not None:
         layers.append(out_activation)
     net = nn.Sequential(*layers)
@@ -61,22 +92,25 @@ class CategoricalEncoder(nn.Module):
 
     def __init__(
         self, in_dim: int, hidden: Sequence[int], num_classes: int, code_dim: int, *, init_std: float = 0.01,
-        batch_norm: bool = False,
+        batch_norm: bool = False, dropout: float = 0.0,
     ):
         super().__init__()
-        self.trunk = nn.Sequential(*hidden_stack(in_dim, hidden, batch_norm=batch_norm))
+        self.trunk = nn.Sequential(*hidden_stack(in_dim, hidden, batch_norm=batch_norm, dropout=dropout))
         width = hidden[-1] if hidden else in_dim
         self.y_head = nn.Linear(width, num_classes)  # softmax applied by the model
         self.z_head = nn.Linear(width, code_dim)  # linear style code
+        # App. A.2.2 / A.3: batch norm on the q(y|x) and q(z|x) output layers too, with the trunk's
+        self.y_norm = nn.BatchNorm1d(num_classes) if batch_norm else nn.Identity()
+        self.z_norm = nn.BatchNorm1d(code_dim) if batch_norm else nn.Identity()
         init_normal_(self, init_std)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         h = self.trunk(x)  # (B, hidden[-1])
-        return self.y_head(h), self.z_head(h)
+        return self.y_norm(self.y_head(h)), self.z_norm(self.z_head(h))
 
     def classifier_parameters(self) -> list[nn.Parameter]:
         """What the semi-supervised classification phase updates: the trunk and the q(y|x) head."""
-        return [*self.trunk.parameters(), *self.y_head.parameters()]
+        return [*self.trunk.parameters(), *self.y_head.parameters(), *self.y_norm.parameters()]
 
 
 class Encoder(nn.Module):
@@ -92,12 +126,15 @@ class Encoder(nn.Module):
         noise_dim: int = 100,
         init_std: float = 0.01,
         batch_norm: bool = False,
+        dropout: float = 0.0,
     ):
         super().__init__()
         self.kind, self.code_dim, self.noise_dim = kind, code_dim, noise_dim
         extra_in = noise_dim if kind == "universal" else 0
         out_dim = 2 * code_dim if kind == "gaussian" else code_dim  # gaussian: (mu, log sigma^2)
-        self.net = mlp(in_dim + extra_in, hidden, out_dim, init_std=init_std, batch_norm=batch_norm)
+        # batch_norm covers the code layer too (App. A.3: "all encoder layers")
+        self.net = mlp(in_dim + extra_in, hidden, out_dim, init_std=init_std, batch_norm=batch_norm,
+                       out_batch_norm=batch_norm, dropout=dropout)
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
         """(B, in_dim) -> (B, code_dim) sampled codes."""

@@ -23,7 +23,7 @@ def svhn_dir(tmp_path_factory):
     """Official layout: X uint8 (32, 32, 3, N), y (N, 1) with labels 1..10 (10 = digit 0)."""
     root = tmp_path_factory.mktemp("svhn")
     rng = np.random.default_rng(0)
-    for name, n in (("train_32x32.mat", 1500), ("test_32x32.mat", 300)):
+    for name, n in (("train_32x32.mat", 1500), ("test_32x32.mat", 300), ("extra_32x32.mat", 300)):
         y = np.tile(np.arange(1, 11), n // 10).reshape(-1, 1).astype(np.uint8)
         x = rng.integers(0, 256, size=(32, 32, 3, n), dtype=np.uint8)
         scipy.io.savemat(root / name, {"X": x, "y": y})

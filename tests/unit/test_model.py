@@ -115,3 +115,53 @@ def test_samples_are_images(tiny_config):
     model = build_model(tiny_config)
     x = model.sample(16, torch.Generator().manual_seed(0))
     assert x.shape == (16, 784) and x.min() >= 0 and x.max() <= 1
+
+
+def batch_norm_widths(module: nn.Module) -> list[int]:
+    return [m.num_features for m in module.modules() if isinstance(m, nn.BatchNorm1d)]
+
+
+def test_batch_norm_placement_follows_appendix_a():
+    small = {"net": {"hidden": [16, 16], "disc_hidden": [8]}, "code_dim": 5, "num_classes": 30}
+    encoder_only = build_model(ExperimentConfig.from_dict({**small, "model": "clustering",
+                                                           "net": {**small["net"], "batch_norm": "encoder"}}))
+    # A.3: every encoder layer, the q(y|x) (30) and q(z|x) (5) output layers included; nothing else
+    assert batch_norm_widths(encoder_only.encoder) == [16, 16, 30, 5]
+    assert batch_norm_widths(encoder_only.decoder) == [] and batch_norm_widths(encoder_only.discriminator) == []
+    whole = build_model(ExperimentConfig.from_dict({**small, "model": "semisupervised", "num_classes": 10,
+                                                    "net": {**small["net"], "batch_norm": "autoencoder",
+                                                            "output": "linear"}}))
+    # A.2.2: and every decoder layer, its (linear) output layer included
+    assert batch_norm_widths(whole.decoder) == [16, 16, 784]
+    assert batch_norm_widths(whole.discriminator_y) == []
+    likelihood = build_model(ExperimentConfig.from_dict({**small, "net": {**small["net"], "batch_norm": "encoder"}}))
+    assert batch_norm_widths(likelihood.encoder) == [16, 16, 5]
+
+
+def test_reconstruction_costs():
+    x = torch.rand(6, 784)
+    x_hat = torch.rand(6, 784).clamp(0.01, 0.99)
+    squared = (x_hat - x).pow(2).sum(1).mean()
+    costs = {kind: build_model(ExperimentConfig(recon_cost=kind)).reconstruction_cost(x_hat, x)
+             for kind in ("squared", "half_squared", "bce")}
+    torch.testing.assert_close(costs["squared"], squared)
+    torch.testing.assert_close(costs["half_squared"], 0.5 * squared)
+    bce = -(x * x_hat.log() + (1 - x) * (1 - x_hat).log()).sum(1).mean()
+    torch.testing.assert_close(costs["bce"], bce, rtol=1e-5, atol=1e-4)
+    with pytest.raises(Exception, match="bce needs a sigmoid"):
+        ExperimentConfig.from_dict({"recon_cost": "bce", "net": {"output": "linear"}})
+
+
+def test_hidden_dropout_draws_its_masks_from_the_trainers_generator():
+    model = build_model(ExperimentConfig.from_dict({"hidden_dropout": 0.5,
+                                                 "net": {"hidden": [64, 64], "disc_hidden": [8]}}))
+    x = torch.rand(4, 784)
+
+    def codes(seed: int) -> torch.Tensor:
+        model.use_generator(torch.Generator().manual_seed(seed))
+        return model.encoder(x)
+
+    torch.testing.assert_close(codes(1), codes(1))  # same generator state, same masks
+    assert not torch.allclose(codes(1), codes(2))
+    model.eval()  # no dropout at evaluation time
+    torch.testing.assert_close(model.encoder(x), model.encoder(x))

@@ -48,7 +48,8 @@ def test_same_seed_same_numbers_other_seed_other_numbers(small_mnist, tiny_confi
                                           "adversarial": {"lr": 0.1, "momentum": 0.1, "drop_epochs": [2]}}},
         {"encoder": "universal", "input_noise_std": 0.1},
         # the variants: labeled mini-batches, two adversaries, batch norm, learned cluster heads, conditioned D
-        {"model": "semisupervised", "num_labeled": 30, "net": {"batch_norm": True, "hidden": [64, 64]}},
+        {"model": "semisupervised", "num_labeled": 30, "net": {"batch_norm": "encoder", "hidden": [64, 64]},
+         "recon_cost": "half_squared", "hidden_dropout": 0.2},
         {"model": "dimred", "num_labeled": 30, "optim": {"classification": {"drop_epochs": [3]}}},
         {"model": "conditioned", "prior": {"kind": "swiss_roll"}, "num_labeled": 500},
     ],

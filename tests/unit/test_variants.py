@@ -71,7 +71,7 @@ def test_semisupervised_phases_update_what_the_paper_says():
 
 
 def test_clustering_has_no_classification_phase_and_uses_batch_norm():
-    model = build_model(cfg_of(model="clustering", code_dim=5, num_classes=16, net={"batch_norm": True,
+    model = build_model(cfg_of(model="clustering", code_dim=5, num_classes=16, net={"batch_norm": "encoder",
                                                                                    "hidden": [32, 32]}))
     assert [p.name for p in model.phases()] == ["reconstruction", "discriminator", "generator"]
     assert any(isinstance(m, nn.BatchNorm1d) for m in model.encoder.modules())
