@@ -19,7 +19,8 @@ from aae_tune.errors import ConfigError
 from aae_tune.experiments import MODEL_SPECS, EncoderKind, ModelKind, ModelSpec, PriorKind, ScoreKind
 from aae_tune.schema import from_dict, parse_overrides, set_path, to_dict
 
-
+# The fields a checkpoint's tensors (and the prior they were trained against) depend on.
+ARCHITECTURE_FIELDS = ("model", "code_dim", "encoder", "noise_dim", "net", "prior", "num_classes", "cluster_heads")
 @dataclass(frozen=True)
 class NetConfig:
     """Sizes shared by encoder, decoder and discriminator MLPs."""
@@ -208,8 +209,7 @@ class ExperimentConfig:
     def architecture(self) -> dict[str, Any]:
         """The fields a checkpoint's tensors depend on: restoring across a change here is an error."""
         d = self.to_dict()
-        return {k: d[k] for k in ("model", "code_dim", "encoder", "noise_dim", "net", "prior", "num_classes",
-                                  "cluster_heads")}
+        return {k: d[k] for k in ARCHITECTURE_FIELDS}
 
     def replace(self, **changes: Any) -> ExperimentConfig:
         return replace(self, **changes)

@@ -14,6 +14,7 @@ import math
 import os
 import time
 import warnings
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -193,6 +194,28 @@ class Trainer:
             sched.load_state_dict(state["schedulers"][k])
         self.generator.set_state(state["generator"].cpu())  # generator states live on the host
         self.epoch = int(state["epoch"])
+        if saved.to_dict()["optim"] != self.cfg.to_dict()["optim"]:
+            # resumed with other rates (e.g. `aae-tune train --resume --set optim...`, or a schedule-mutating
+            # scheduler): the loaded optimizer states still hold the old ones, which would silently win
+            self.use_config_rates()
+
+    def use_config_rates(self) -> None:
+        """Give every optimizer and schedule this config's rate, momentum and drops at the epoch reached (the
+        restored states carry those of the config that wrote them)."""
+        for phase in self.phases:
+            sched_cfg: ScheduleConfig = getattr(self.cfg.optim, phase.group)
+            scheduler = self.schedulers[phase.name]
+            scheduler.base_lrs = [sched_cfg.lr]
+            scheduler.milestones = Counter(sched_cfg.drop_epochs)
+            scheduler.gamma = sched_cfg.drop_factor
+            drops = sum(1 for e in sched_cfg.drop_epochs if e <= self.epoch)
+            for group in self.optimizers[phase.name].param_groups:
+                group["initial_lr"] = sched_cfg.lr
+                group["lr"] = sched_cfg.lr * sched_cfg.drop_factor**drops
+                if "betas" in group:  # Adam: momentum is beta1
+                    group["betas"] = (sched_cfg.momentum, group["betas"][1])
+                else:
+                    group["momentum"] = sched_cfg.momentum
 
 
 EpochCallback = Callable[[int, dict[str, float], Trainer], None]

@@ -103,3 +103,26 @@ def test_device_selection():
     assert resolve_device("cpu") == torch.device("cpu")
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device(None).type == expected and resolve_device("auto").type == expected
+
+
+def test_resuming_with_other_rates_takes_the_new_rates(tiny_config, small_mnist, tmp_path):
+    """A run resumed with another schedule (or a trial continuing another's checkpoint with mutated rates) trains
+    with the rates, momenta and drops of its own config, not those stored in the optimizer state."""
+    a = tiny_config.replace(epochs=2)
+    train(a, small_mnist, checkpoint_dir=tmp_path)
+    b = ExperimentConfig.from_dict({**a.to_dict(), "epochs": 4, "optim": {
+        "optimizer": a.optim.optimizer,
+        "reconstruction": {"lr": 0.004, "momentum": 0.7, "drop_epochs": [2, 3], "drop_factor": 0.5},
+        "adversarial": {"lr": 0.0007, "momentum": 0.3}}})
+    trainer = Trainer(b, small_mnist)
+    trainer.load(tmp_path)
+    assert trainer.epoch == 2
+    recon = trainer.optimizers["reconstruction"].param_groups[0]
+    assert recon["lr"] == pytest.approx(0.004 * 0.5) and recon["betas"][0] == 0.7  # one drop passed (epoch 2)
+    assert trainer.optimizers["discriminator"].param_groups[0]["lr"] == pytest.approx(0.0007)
+    trainer.train_epoch()  # epoch 3: the second drop
+    assert recon["lr"] == pytest.approx(0.004 * 0.25)
+
+    same = Trainer(a, small_mnist)  # the config that wrote the checkpoint: its restored state is left exact
+    same.load(tmp_path)
+    assert same.optimizers["reconstruction"].param_groups[0]["lr"] == a.optim.reconstruction.lr
