@@ -173,7 +173,7 @@ class ExperimentConfig:
         if self.prior.kind not in spec.priors:
             errs.append(f"prior.kind: the {self.model} model's code has a {' or '.join(spec.priors)} prior, got "
                         f"{self.prior.kind!r}")
-        elif self.model == "conditioned" and self.prior.num_components != self.num_classes:
+        elif spec.component_per_label and self.prior.num_components != self.num_classes:
             errs.append(f"prior.num_components: must equal num_classes ({self.num_classes}): one component per label")
         if spec.labels == "all" and self.num_labeled is not None:
             errs.append(f"num_labeled: the {self.model} model uses every label; set it to null, got {self.num_labeled}")

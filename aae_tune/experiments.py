@@ -37,6 +37,7 @@ class ModelSpec:
     encoders: tuple[EncoderKind, ...] = ENCODERS
     priors: tuple[PriorKind, ...] = PRIORS  # what p(z) of the (style) code may be
     categorical: bool = False  # q(y|x) softmax + q(z|x) style code, two adversaries (model/categorical.py)
+    component_per_label: bool = False  # the prior has one component per label (label-conditioned discriminator)
 
     def score_kind(self, uses_labels: bool) -> ScoreKind:
         return self.score if uses_labels or self.unlabeled_score is None else self.unlabeled_score
@@ -50,7 +51,8 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                             figures=(*_BASE_FIGURES, "manifold", "neighbours")),
     # mixture / swiss-roll prior with a label-conditioned discriminator: one prior component per label
     "conditioned": ModelSpec("Sec. 2.3, Fig. 3-4", score="components", labels="subset",
-                             figures=(*_BASE_FIGURES, "manifold"), priors=("mixture", "swiss_roll")),
+                             figures=(*_BASE_FIGURES, "manifold"), priors=("mixture", "swiss_roll"),
+                             component_per_label=True),
     "supervised": ModelSpec("Sec. 4, Fig. 6-7", score="reconstruction", labels="all",
                             figures=(*_BASE_FIGURES, "style_label"), encoders=("deterministic",),
                             priors=("gaussian",)),

@@ -21,7 +21,7 @@ from ray import tune
 
 from aae_tune.data.splits import SplitData
 from aae_tune.errors import is_divergence
-from aae_tune.evaluate.parallel import parallel_parzen_run
+from aae_tune.evaluate.parallel import ParallelParzenRun, parallel_parzen_run
 from aae_tune.evaluate.parzen import ParzenResult
 from aae_tune.evaluate.scores import TEST_PREFIX, describe_test_scores, test_scores
 from aae_tune.figures.sets import trial_figures
@@ -165,19 +165,17 @@ def evaluate_test(tracker: SearchTracker, row: TrialRow, data: SplitData, reques
     if not any(k.startswith(TEST_PREFIX) for k in existing):
         with tune.Checkpoint(row.checkpoint).as_directory() as directory:
             model = load_model_files(directory, device="cpu")
-        task_nodes: list[str] = []
+        ray_runs: list[ParallelParzenRun] = []
 
         def parzen_on_ray(model: AdversarialAutoencoder, valid: np.ndarray, test: np.ndarray, n_samples: int,
                           seed: int) -> ParzenResult:
-            run = parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed)
-            task_nodes.extend(run.task_nodes)
-            return run.result
+            ray_runs.append(parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed))
+            return ray_runs[-1].result
 
         scores = test_scores(model, data, parzen_samples=request.final_samples, seed=request.seed,
                              parzen=parzen_on_ray)
-        if task_nodes:  # which Ray nodes scored this model: on a cluster the evaluation is spread like the trials
-            tracker.set_tags(row.run_id, {"parzen_ray_nodes": ",".join(sorted(set(task_nodes))),
-                                          "parzen_tasks": len(task_nodes)})
+        for run in ray_runs:  # which Ray nodes scored this model: on a cluster the evaluation is spread like the trials
+            tracker.set_tags(row.run_id, {"parzen_ray_nodes": ",".join(run.nodes), "parzen_tasks": len(run.task_nodes)})
         tracker.log_metrics(row.run_id, scores, step=row.epochs)
         existing = scores
     row.test_metrics = {k: v for k, v in sorted(existing.items()) if k.startswith(TEST_PREFIX)}
