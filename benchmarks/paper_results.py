@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-import mlflow
+from aae_tune.store import mlflow_client
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -84,7 +84,7 @@ def run_job(job: Job, epochs: int, seed: int, out: Path) -> dict:
 
 def read_mlflow(out: Path, job: Job, name: str) -> dict:
     """The trial's test figure and its validation history from the search's MLflow runs."""
-    client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+    client = mlflow_client(f"sqlite:///{out / 'mlflow.db'}")
     experiment = client.get_experiment_by_name(f"aae-{job.space}")
     if experiment is None:
         return {}
@@ -160,7 +160,7 @@ def main() -> None:
         store.write_text(json.dumps(ordered_results(results), indent=2))
         write_results(Path(args.results), ordered_results(results))
     if args.render_only:  # results written by an older version of this script lack the stop reason
-        client = mlflow.MlflowClient(f"sqlite:///{out / 'mlflow.db'}")
+        client = mlflow_client(f"sqlite:///{out / 'mlflow.db'}")
         for r in results.values():
             if "stop_reason" not in r and r.get("run_id"):
                 r["stop_reason"] = client.get_run(r["run_id"]).data.tags.get("stop_reason", "")

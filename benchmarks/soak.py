@@ -16,7 +16,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-from mlflow.tracking import MlflowClient
 from ray import tune
 
 from aae_tune.cluster.ray_session import start_ray
@@ -25,6 +24,7 @@ from aae_tune.search.driver import build_tuner
 from aae_tune.search.request import SearchRequest
 from aae_tune.search.space import load_space
 from aae_tune.search.tracking import SearchTracker
+from aae_tune.store import mlflow_client
 
 
 def rss_mb() -> float:
@@ -75,7 +75,7 @@ def main() -> None:
     trial_seconds = sum(r.metrics.get("time_total_s", 0.0) for r in results)
     counts, rss = np.array([c for c, _ in probe.samples]), np.array([m for _, m in probe.samples])
     slope = np.polyfit(counts, rss, 1)[0] if len(counts) > 2 else float("nan")
-    client = MlflowClient(request.tracking_uri)
+    client = mlflow_client(request.tracking_uri)
     exp = client.get_experiment_by_name(request.experiment_name)
     runs = client.search_runs([exp.experiment_id], "tags.aae_role = 'trial'", max_results=10_000)
     with_metrics = sum(1 for r in runs if "valid_parzen_ll" in r.data.metrics)

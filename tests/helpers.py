@@ -6,6 +6,7 @@ import socket
 from pathlib import Path
 
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name
+from aae_tune.store import mlflow_client
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
@@ -22,9 +23,7 @@ def closed_port() -> int:
 
 def search_runs(tracking_uri: str, search: str | None = None, space: str = "likelihood_mnist"):
     """(MlflowClient, parent runs, trial runs) of one search (or of every search of ``space``) in a store."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name(space))
     if experiment is None:
         return client, [], []

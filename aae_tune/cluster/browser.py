@@ -16,6 +16,7 @@ import urllib.parse
 from pathlib import Path
 
 from aae_tune.names import ROLE_PARENT, TAG_ROLE, TAG_SEARCH
+from aae_tune.store import mlflow_client
 
 # Flags for a sandboxed CI container: no GPU, no /dev/shm limits, no background traffic to Google services.
 CHROMIUM_FLAGS = (
@@ -100,9 +101,7 @@ def run_url(tracking_uri: str, experiment_id: str, run_id: str, artifact: str | 
 
 def experiment_url(tracking_uri: str, experiment_name: str, search_name: str | None = None) -> str:
     """``runs_url`` for an experiment given by name; the latest search when ``search_name`` is None."""
-    from mlflow.tracking import MlflowClient
-
-    client = MlflowClient(tracking_uri)
+    client = mlflow_client(tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name)
     if experiment is None:
         raise ValueError(f"no experiment {experiment_name!r} at {tracking_uri}")

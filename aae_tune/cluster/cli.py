@@ -17,6 +17,7 @@ from pathlib import Path
 from aae_tune.cluster import local as lc
 from aae_tune.errors import fail
 from aae_tune.names import ROLE_TRIAL, TAG_ROLE, experiment_name
+from aae_tune.store import mlflow_client
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -69,8 +70,6 @@ def status(state_dir: Path) -> int:
 
 def screenshot(state_dir: Path, out: Path, experiment: str) -> int:
     """The latest search's run table to ``out`` and its best trial's sample grid to ``<out>_samples.png``."""
-    from mlflow.tracking import MlflowClient
-
     from aae_tune.cluster import browser
 
     state = lc.ClusterState.load(state_dir)
@@ -83,7 +82,7 @@ def screenshot(state_dir: Path, out: Path, experiment: str) -> int:
     except ValueError as exc:
         return fail(str(exc))
     print(f"{url}\n  -> {browser.screenshot_page(url, out)}")
-    client = MlflowClient(state.tracking_uri)
+    client = mlflow_client(state.tracking_uri)
     exp = client.get_experiment_by_name(experiment)
     best = client.search_runs([exp.experiment_id], f"tags.{TAG_ROLE} = '{ROLE_TRIAL}'",
                               order_by=["metrics.valid_parzen_ll DESC"], max_results=1)

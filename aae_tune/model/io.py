@@ -26,6 +26,7 @@ from aae_tune.errors import CheckpointError, ModelURIError
 from aae_tune.model.aae import AdversarialAutoencoder
 from aae_tune.model.registry import build_model
 from aae_tune.names import CHECKPOINT_FILE, CONFIG_FILE, STATE_FILE
+from aae_tune.store import mlflow_client
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -139,10 +140,9 @@ def _resolve_registry_uri(uri: str, tracking_uri: str) -> str:
     ``registry_uri`` argument (see ``ModelsArtifactRepository._get_model_uri_infos``), so the lookup is done here
     with a client bound to ``tracking_uri`` (the registry lives with the tracking server, MLflow's default).
     """
-    from mlflow import MlflowClient
     from mlflow.store.artifact.utils.models import get_model_name_and_version
 
-    client = MlflowClient(tracking_uri=tracking_uri, registry_uri=tracking_uri)
+    client = mlflow_client(tracking_uri, registry=True)
     found = get_model_name_and_version(client, uri)  # (name, version), or (model_id,) for a logged model
     if len(found) == 1:
         return client.get_logged_model(found[0]).artifact_location

@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, TAG_TRIAL
+from aae_tune.store import mlflow_client
 
 logger = logging.getLogger("aae_tune.tracking")
 
@@ -74,7 +75,7 @@ class SearchTracker:
     @property
     def client(self) -> MlflowClient:
         if self._client is None:
-            self._client = MlflowClient(self.tracking_uri)
+            self._client = mlflow_client(self.tracking_uri)
         return self._client
 
     def __getstate__(self) -> dict[str, Any]:

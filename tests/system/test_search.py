@@ -101,19 +101,18 @@ def test_resume_after_interrupt_adds_no_duplicate_runs(tmp_path):
     """Ctrl-C a running search, resume it by name: one parent run, one run per trial, no repeated epochs."""
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
     args = search_args(tmp_path, "interrupted", "--max-concurrent", "1")
-    proc = subprocess.Popen([sys.executable, "-m", "aae_tune.search", *args], cwd=tmp_path, env=env,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log = tmp_path / "interrupted.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "aae_tune.search", *args], cwd=tmp_path, env=env,
+                                stdout=out, stderr=subprocess.STDOUT)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         time.sleep(2)
-        if (tmp_path / "mlflow.db").exists():
-            try:
-                _, _, trials = runs_by_role(tmp_path, "interrupted")
-            except Exception:  # noqa: BLE001 - the store may be mid-creation
-                continue
+        if (tmp_path / "mlflow.db").exists():  # opened under the store's creation lock, like the search does
+            _, _, trials = runs_by_role(tmp_path, "interrupted")
             if any(t.data.metrics for t in trials):
                 break
-    assert proc.poll() is None, "search ended before it could be interrupted"
+    assert proc.poll() is None, f"search ended before it could be interrupted:\n{log.read_text()[-4000:]}"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) in (130, 0, 1, -2)
     resumed = subprocess.run([sys.executable, "-m", "aae_tune.search", *args, "--resume"], cwd=tmp_path, env=env,
