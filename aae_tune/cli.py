@@ -1,4 +1,5 @@
-"""``aae-tune`` command line: ``aae-tune train ...`` trains one experiment config and scores it (Table 1).
+"""``aae-tune`` command line: ``aae-tune train ...`` trains one experiment config and scores it (Table 1);
+``aae-tune spaces`` lists the shipped search spaces; search / evaluate / sample / cluster are delegated.
 
 Config problems are reported all at once, before any data is read or any model built (exit code 2).
 """
@@ -70,10 +71,25 @@ def run_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_spaces(_args: argparse.Namespace) -> int:
+    """The shipped search spaces with their one-line descriptions (torch-free: reads the YAML files only)."""
+    from aae_tune.search.space import SPACES_DIR, available_spaces, load_space
+
+    names = available_spaces()
+    width = max(map(len, names))
+    for name in names:
+        space = load_space(name)
+        print(f"{name:<{width}}  {space.description}  [{space.metric}, {space.mode}]")
+    print(f"\n{len(names)} spaces in {SPACES_DIR}; run one with: aae-tune search --space NAME "
+          "(or --space path/to/own.yaml)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="aae-tune", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
+    sub.add_parser("spaces", help="list the shipped search spaces")
     for name in DELEGATED:
         sub.add_parser(name, help=f"see python -m aae_tune.{name} --help", add_help=False)
     return parser
@@ -90,7 +106,7 @@ def main(argv: list[str] | None = None) -> int:
         return importlib.import_module(DELEGATED[argv[0]]).main(argv[1:])
     args = build_parser().parse_args(argv)
     try:
-        return {"train": run_train}[args.command](args)
+        return {"train": run_train, "spaces": run_spaces}[args.command](args)
     except (ConfigError, DataError, CheckpointError) as exc:
         return fail(str(exc))
     except TrainingDiverged as exc:

@@ -14,6 +14,12 @@ TAG_MODEL_URI = "aae_model_uri"  # on a trial run: its logged MLflow model
 TAG_REGISTERED = "aae_registered_model"  # on the parent run: models:/name/version of the best trial
 TAG_BEST_TRIAL = "best_trial_id"
 TAG_STOP_REASON = "stop_reason"
+# On registered model versions: the validation metric and score they were chosen by, and whether a smoke run made
+# them; the alias that points at the best version so far (``models:/aae-<space>@champion``).
+VERSION_METRIC = "aae_metric"
+VERSION_SCORE = "aae_valid_score"
+VERSION_SMOKE = "aae_smoke"
+CHAMPION_ALIAS = "champion"
 ROLE_PARENT, ROLE_TRIAL = "parent", "trial"
 
 

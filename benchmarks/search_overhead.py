@@ -24,9 +24,9 @@ import ray
 
 from aae_tune.cluster.ray_session import start_ray
 from aae_tune.data import DataSplits, load_mnist
+from aae_tune.search.api import make_request
 from aae_tune.search.driver import build_tuner
 from aae_tune.search.request import SearchRequest
-from aae_tune.search.space import load_space
 from aae_tune.search.tracking import SearchTracker
 from aae_tune.search.trainable import TrialSettings, trial_config, validation_metrics
 from aae_tune.train import Trainer
@@ -67,15 +67,15 @@ def main() -> None:
 
     data = load_mnist(args.data_dir).head(args.train_size)
     # One fixed config: nothing searched, no early stopping.
-    space = load_space("likelihood_mnist", [("params", {}), ("searcher.type", "random"), ("scheduler.type", "fifo")])
-    settings = TrialSettings(space=space, seed=0, max_epochs=args.epochs, threads=args.threads)
     root = Path(tempfile.mkdtemp(prefix="aae_overhead_"))
-    request = SearchRequest(
-        space=space, space_path="likelihood_mnist", name="overhead", seed=0, num_samples=1,
-        max_epochs=args.epochs, max_concurrent=1, cpus_per_trial=float(args.threads), gpus_per_trial=0.0,
-        storage_path=str(root / "ray_results"), tracking_uri=f"sqlite:///{root}/mlflow.db", address=None,
-        data_dir=None, resume=False, smoke=False, top_k=1, final_samples=1000,
+    request = make_request(
+        "likelihood_mnist", name="overhead", seed=0, num_samples=1, max_epochs=args.epochs, max_concurrent=1,
+        cpus_per_trial=float(args.threads), gpus_per_trial=0.0, storage_path=str(root / "ray_results"),
+        tracking_uri=f"sqlite:///{root}/mlflow.db", top_k=1, final_samples=1000,
+        overrides={"params": {}, "searcher.type": "random", "scheduler.type": "fifo"},
     )
+    space = request.space
+    settings = TrialSettings(space=space, seed=0, max_epochs=args.epochs, threads=args.threads)
 
     bare_start = time.perf_counter()
     bare_times = bare(settings, data)

@@ -20,9 +20,8 @@ from ray import tune
 
 from aae_tune.cluster.ray_session import start_ray
 from aae_tune.data import load_mnist
+from aae_tune.search.api import make_request
 from aae_tune.search.driver import build_tuner
-from aae_tune.search.request import SearchRequest
-from aae_tune.search.space import load_space
 from aae_tune.search.tracking import SearchTracker
 from aae_tune.store import mlflow_client
 
@@ -53,14 +52,13 @@ def main() -> None:
     args = parser.parse_args()
 
     data = load_mnist(args.data_dir).head(args.train_size, 400, 400)
-    space = load_space("likelihood_mnist", [("searcher.type", "random"), ("scheduler.type", "fifo"),
-                                            ("evaluation.valid_samples", 200)])
     root = Path(tempfile.mkdtemp(prefix="aae_soak_"))
-    request = SearchRequest(
-        space=space, space_path="likelihood_mnist", name="soak", seed=0, num_samples=args.trials, max_epochs=1,
+    request = make_request(
+        "likelihood_mnist", name="soak", seed=0, num_samples=args.trials, max_epochs=1,
         max_concurrent=args.max_concurrent, cpus_per_trial=1.0, gpus_per_trial=0.0,
         storage_path=str(root / "ray_results"), tracking_uri=f"sqlite:///{root}/mlflow.db", address=args.address,
-        data_dir=None, resume=False, smoke=True, top_k=1, final_samples=200,
+        smoke=True, top_k=1, final_samples=200,
+        overrides={"searcher.type": "random", "scheduler.type": "fifo", "evaluation.valid_samples": 200},
     )
     tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name)
     start_ray(args.address)

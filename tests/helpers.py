@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
 import socket
+import subprocess
+import time
 from pathlib import Path
+from typing import Any
 
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name
 from aae_tune.store import mlflow_client
@@ -31,3 +37,61 @@ def search_runs(tracking_uri: str, search: str | None = None, space: str = "like
     runs = client.search_runs([experiment.experiment_id], filter_string=query, max_results=10_000)
     by_role = {role: [r for r in runs if r.data.tags.get(TAG_ROLE) == role] for role in (ROLE_PARENT, ROLE_TRIAL)}
     return client, by_role[ROLE_PARENT], by_role[ROLE_TRIAL]
+
+
+def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300, what: str = "condition"):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            output = proc.stdout.read() if proc.stdout else ""
+            raise AssertionError(f"search exited ({proc.returncode}) before {what}:\n{output[-3000:]}")
+        try:
+            value = predicate()
+        except Exception:  # noqa: BLE001 - the store may be mid-creation
+            value = None
+        if value:
+            return value
+        time.sleep(1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
+    # Own process group: the driver and the local Ray it starts can be killed together, leaving nothing behind.
+    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def epochs_logged(client: Any, run_id: str) -> list[int]:
+    return [m.step for m in client.get_metric_history(run_id, "epoch")]
+
+
+def kill_after_epochs(proc: subprocess.Popen, tracking_uri: str, name: str, epochs: int) -> None:
+    """Once a trial of search ``name`` has logged ``epochs`` epochs, SIGKILL the driver and its local Ray."""
+    try:
+        def logged():
+            client, _, trials = search_runs(tracking_uri, name)
+            return any(len(epochs_logged(client, t.info.run_id)) >= epochs for t in trials)
+
+        wait_for(logged, proc, what=f"{epochs} epochs")
+    finally:
+        kill_group(proc)  # the driver and its local Ray, at once
+
+
+def resume_cleanly(cmd: list[str], cwd: Path, tracking_uri: str, name: str, trials: int,
+                   max_epochs: int) -> subprocess.CompletedProcess:
+    """``cmd --resume`` finishes, and the store holds one parent run and one run per trial, each epoch once."""
+    resumed = subprocess.run([*cmd, "--resume"], cwd=cwd, capture_output=True, text=True, timeout=900,
+                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
+    client, parents, runs = search_runs(tracking_uri, name)
+    assert len(parents) == 1 and len(runs) == trials
+    for run in runs:
+        steps = epochs_logged(client, run.info.run_id)
+        assert steps == sorted(set(steps)) and steps[-1] <= max_epochs, steps
+    return resumed

@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         workers = args.workers or max(1, int(ray.cluster_resources().get("CPU", 1)))
         start = time.perf_counter()
         result = parallel_parzen(model, valid, test, n_samples=args.num_samples, seed=args.seed, workers=workers,
-                                 shard_size=args.shard_size)
+                                 shard_size=args.shard_size, progress=True)
         seconds = time.perf_counter() - start
     finally:
         ray.shutdown()

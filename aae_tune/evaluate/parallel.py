@@ -44,6 +44,8 @@ SEED_STRIDE = 1_000_003  # prime > any realistic shard count: (seed, shard) pair
 DEFAULT_SHARD = 10_000
 # Below this many points per task, splitting points costs more (every task regenerates its shards) than it gains.
 MIN_POINTS_PER_TASK = 128
+# Shard ranges per worker: more, smaller tasks than workers balance uneven nodes and let the progress bar move.
+TASKS_PER_WORKER = 4
 
 
 # ------------------------------------------------------------------------------------------------ the stream
@@ -161,16 +163,17 @@ def _as_points(name: str, x: np.ndarray | torch.Tensor, dim: int) -> np.ndarray:
 
 def _run_pass(
     files_ref: ray.ObjectRef, points: np.ndarray, points_ref: ray.ObjectRef, sigmas: np.ndarray, seed: int,
-    n_samples: int, shard_size: int, workers: int, num_gpus: float,
+    n_samples: int, shard_size: int, workers: int, num_gpus: float, bar: Any,
 ) -> tuple[np.ndarray, int, float, list[str]]:
     """One pass: log-likelihoods (S, N) of all points, the number and checksum of the samples seen, and the node
     id of every task.
 
-    Tasks = shard ranges x point chunks, about ``workers`` of them: shard ranges first (no duplicated
-    generation), point chunks only when there are fewer shards than workers.
+    Tasks = shard ranges x point chunks, about ``TASKS_PER_WORKER * workers`` of them: shard ranges first (no
+    duplicated generation), point chunks only when there are fewer shards than workers. ``bar`` counts the samples
+    scored (a tqdm bar).
     """
     n_shards = math.ceil(n_samples / shard_size)
-    ranges = _split(n_shards, min(workers, n_shards))
+    ranges = _split(n_shards, min(TASKS_PER_WORKER * workers, n_shards))
     n_chunks = max(1, min(math.ceil(workers / len(ranges)), len(points) // MIN_POINTS_PER_TASK))
     chunks = _split(len(points), n_chunks)
     task = _score_task.options(num_cpus=1, num_gpus=num_gpus)
@@ -194,6 +197,7 @@ def _run_pass(
             chunk_count += out["count"]
             chunk_sum += out["checksum"]
             nodes.append(out["node_id"])
+            bar.update(out["count"] / len(chunks))
         ll.append(merged.log_likelihoods())  # (S, p_hi - p_lo)
         if k == 0:
             count, checksum = chunk_count, chunk_sum
@@ -238,8 +242,11 @@ def parallel_parzen_run(
     workers: int | None = None,
     shard_size: int = DEFAULT_SHARD,
     sigmas: np.ndarray | None = None,
+    progress: bool = False,
 ) -> ParallelParzenRun:
-    """``parallel_parzen`` plus the node id of every task (see ``ParallelParzenRun``)."""
+    """``parallel_parzen`` plus the node id of every task (see ``ParallelParzenRun``). ``progress``: a bar with an
+    ETA on stderr, counting the samples scored in both passes."""
+    from tqdm.auto import tqdm
     if not ray.is_initialized():
         raise RuntimeError("parallel_parzen needs a running Ray: call ray.init(...) first (or use the CLI)")
     resources = ray.cluster_resources()
@@ -251,12 +258,16 @@ def parallel_parzen_run(
     num_gpus = task_gpu_fraction(float(resources.get("GPU", 0)), workers)
 
     files_ref, valid_ref, test_ref = ray.put(_model_files(model)), ray.put(v), ray.put(t)  # once; tasks map them
-    stream = {"seed": seed, "n_samples": n_samples, "shard_size": shard_size, "workers": workers, "num_gpus": num_gpus}
+    bar = tqdm(total=2 * n_samples, unit="sample", unit_scale=True, desc="Parzen (sigma on valid, then test)",
+               disable=not progress, mininterval=1.0)
+    stream = {"seed": seed, "n_samples": n_samples, "shard_size": shard_size, "workers": workers, "num_gpus": num_gpus,
+              "bar": bar}
     try:
         valid_ll, count_v, sum_v, nodes_v = _run_pass(files_ref, v, valid_ref, sig, **stream)
         best, valid_by_sigma = select_sigma(valid_ll, sig)
         test_ll, count_t, sum_t, nodes_t = _run_pass(files_ref, t, test_ref, sig[best : best + 1], **stream)
     finally:
+        bar.close()
         del files_ref, valid_ref, test_ref  # release the object-store copies
     if count_v != n_samples or count_t != n_samples or not math.isclose(sum_v, sum_t, rel_tol=1e-6, abs_tol=1e-3):
         raise RuntimeError("the two passes saw different samples: sample generation is not deterministic")

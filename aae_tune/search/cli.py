@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from aae_tune.errors import ConfigError, DataError, fail
-from aae_tune.search.request import DEFAULT_TRACKING_URI, SMOKE_TRAIN_IMAGES, build_request
+from aae_tune.search.request import DEFAULT_TRACKING_URI, build_request, describe_request
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,17 +28,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="seeds the searcher, every trial and every sample")
     p.add_argument("--data-dir", help="MNIST IDX folder (default: AAE_TUNE_DATA_DIR, cache, download, embedded); "
                    "the folder with SVHN's .mat files; or the .npz file of an 'array' dataset")
-    p.add_argument("--tracking-uri", default=DEFAULT_TRACKING_URI,
-                   help=f"MLflow tracking URI (default: {DEFAULT_TRACKING_URI} in this folder)")
+    p.add_argument("--tracking-uri",
+                   help=f"MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else {DEFAULT_TRACKING_URI} in this "
+                   "folder)")
+    p.add_argument("--artifact-location", metavar="URI",
+                   help="artifact root of the space's MLflow experiment when this search creates it (e.g. "
+                   "s3://bucket/mlflow; default: the tracking server's)")
     p.add_argument("--storage-path", default="ray_results", help="Tune results: local folder or a URI Ray accepts")
     p.add_argument("--address", help="connect to an existing Ray cluster (host:port, ray://host:port or auto)")
+    p.add_argument("--dashboard", action="store_true",
+                   help="start the local Ray's dashboard on 127.0.0.1 (a cluster from --address has its own)")
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed; default 1 if the cluster has GPUs")
     p.add_argument("--name", help="search name, needed for --resume (default: <space>-<UTC time>)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted search called --name")
+    p.add_argument("--optuna-storage", metavar="URL",
+                   help="SQLAlchemy URL of the TPE study (default: optuna.db beside a SQLite MLflow store, else in "
+                   "--storage-path); open it with optuna-dashboard")
+    p.add_argument("--warm-start", metavar="NAME",
+                   help="seed TPE with the finished trials of the earlier search NAME of the same space")
     p.add_argument("--top-k", type=int, help="best trials that get the full Table 1 Parzen protocol")
     p.add_argument("--final-samples", type=int, help="model samples for that protocol (paper: 10000)")
-    p.add_argument("--smoke", action="store_true", help="tiny budget and nets: an end-to-end check for CI")
+    p.add_argument("--max-failures", type=int, default=2,
+                   help="restarts of a failed trial from its last checkpoint (Tune's FailureConfig; -1: no limit)")
+    p.add_argument("--smoke", "--smoke-test", dest="smoke", action="store_true",
+                   help="tiny budget and nets: an end-to-end check for CI (--smoke-test: the Ray examples' spelling)")
+    p.add_argument("--dry-run", action="store_true",
+                   help="check everything, print the resolved space and the trial resources, start nothing")
     return p
 
 
@@ -46,15 +62,14 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         request = build_request(args)
-        from aae_tune.data import load_dataset
+        if args.dry_run:
+            print(describe_request(request))
+            return 0
+        from aae_tune.search.driver import load_search_data, run_search
 
-        dataset = request.space.dataset  # loaded before Ray: a data problem must not start a cluster
-        data = load_dataset(dataset.name, request.data_dir, **dataset.options())
-        if request.smoke:
-            data = data.head(SMOKE_TRAIN_IMAGES)
+        data = load_search_data(request)  # before Ray: a data problem must not start a cluster
     except (ConfigError, DataError) as exc:
         return fail(str(exc))
-    from aae_tune.search.driver import run_search
 
     summary = run_search(request, data)
     print(summary.render())

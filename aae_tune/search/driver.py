@@ -3,7 +3,9 @@ per-trial checkpoints kept by score, MLflow streaming, then the end-of-search ev
 
 from __future__ import annotations
 
+import contextlib
 import os
+from collections.abc import Iterator
 from typing import Any
 
 import ray
@@ -14,12 +16,15 @@ from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
 from aae_tune.cluster.ray_session import start_ray
-from aae_tune.data.splits import SplitData
+from aae_tune.data import load_dataset
+from aae_tune.data.splits import DataSplits, SplitData
 from aae_tune.names import SPOOL_FILE
 from aae_tune.search.callback import MlflowTrialCallback, is_unreachable
-from aae_tune.search.finalize import SearchSummary, finalize_search
-from aae_tune.search.request import SearchRequest, write_search_record
+from aae_tune.search.finalize import SearchSummary, finalize_search, search_description
+from aae_tune.search.lineage import data_lineage
+from aae_tune.search.request import SMOKE_TRAIN_IMAGES, SearchRequest, write_search_record
 from aae_tune.search.space import ParamSpec, SearchSpace
+from aae_tune.search.study import open_study
 from aae_tune.search.tracking import SearchTracker, redact_uri
 from aae_tune.search.trainable import TrialSettings, aae_trainable
 
@@ -48,10 +53,15 @@ def tune_param_space(space: SearchSpace) -> dict[str, Any]:
 def make_searcher(request: SearchRequest):
     space = request.space
     if space.searcher.type == "random":
-        # max_concurrent is enforced by TuneConfig.max_concurrent_trials
-        return BasicVariantGenerator(random_state=request.seed)
+        # Not a Tune Searcher: ConcurrencyLimiter cannot wrap it and TuneConfig.max_concurrent_trials is dropped for
+        # it (with a warning), so the limit goes to the generator itself.
+        return BasicVariantGenerator(random_state=request.seed, max_concurrent=request.max_concurrent)
     sampler = TPESampler(seed=request.seed, n_startup_trials=space.searcher.n_startup_trials)
-    optuna = OptunaSearch(metric=space.metric, mode=space.mode, sampler=sampler)
+    storage = open_study(request.optuna_storage, request.name, space) if request.optuna_storage else None
+    optuna = OptunaSearch(
+        metric=space.metric, mode=space.mode, sampler=sampler, study_name=request.name, storage=storage,
+        points_to_evaluate=list(request.warm_points) or None, evaluated_rewards=list(request.warm_scores) or None,
+    )
     return ConcurrencyLimiter(optuna, max_concurrent=request.max_concurrent)
 
 
@@ -89,7 +99,8 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
         checkpoint_config=tune.CheckpointConfig(
             num_to_keep=2, checkpoint_score_attribute=space.metric, checkpoint_score_order=space.mode
         ),
-        failure_config=tune.FailureConfig(max_failures=2),
+        failure_config=tune.FailureConfig(max_failures=request.max_failures),
+        progress_reporter=progress_reporter(request),
         verbose=1,
     )
     if request.resume:
@@ -101,8 +112,8 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
         param_space=tune_param_space(space),
         tune_config=tune.TuneConfig(
             metric=space.metric, mode=space.mode, num_samples=request.num_samples,
+            # the concurrency limit lives in the searcher (make_searcher): Tune warns and ignores a second one
             search_alg=make_searcher(request), scheduler=make_scheduler(request),
-            max_concurrent_trials=request.max_concurrent,
         ),
         run_config=run_config,
     )
@@ -124,24 +135,86 @@ def search_params(request: SearchRequest) -> dict[str, Any]:
         "gpus_per_trial": request.gpus_per_trial, "smoke": request.smoke, "storage_path": request.storage_path,
         "tracking_uri": redact_uri(request.tracking_uri), "top_k": request.top_k,
         "final_samples": request.final_samples, "metric": request.space.metric, "mode": request.space.mode,
+        "optuna_storage": redact_uri(request.optuna_storage or "in memory"), "warm_start": request.warm_start,
+        "warm_start_trials": len(request.warm_points),
     }
+
+
+def load_search_data(request: SearchRequest) -> DataSplits:
+    """The space's dataset (checked by its loader: a DataError before Ray starts); --smoke keeps 5,000 images."""
+    dataset = request.space.dataset
+    data = load_dataset(dataset.name, request.data_dir, **dataset.options())
+    return data.head(SMOKE_TRAIN_IMAGES) if request.smoke else data
+
+
+ENVIRONMENT_DEFAULTS = {
+    # Fail fast when the server goes away (the callback spools instead); MLflow's default retries take minutes.
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "10",
+    # A quiet console: Tune's classic reporter (the compact table of ``progress_reporter``; the new output engine
+    # ignores it), no progress bar per downloaded MLflow artifact, no warning each time Tune snapshots its state.
+    "RAY_AIR_NEW_OUTPUT": "0",
+    "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
+    "TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S": "0",  # 0: never warn
+}
+
+
+@contextlib.contextmanager
+def search_environment(request: SearchRequest) -> Iterator[None]:
+    """The environment the search's parts read (a user's own settings win), restored afterwards, so that
+    ``aae_tune.search.run`` leaves its caller's environment as it found it."""
+    saved = {key: os.environ.get(key) for key in ("MLFLOW_TRACKING_URI", *ENVIRONMENT_DEFAULTS)}
+    os.environ["MLFLOW_TRACKING_URI"] = request.tracking_uri  # for Tune's pickled callback after a --resume
+    for key, value in ENVIRONMENT_DEFAULTS.items():
+        os.environ.setdefault(key, value)
+    try:
+        yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def progress_reporter(request: SearchRequest) -> tune.CLIReporter:
+    """A table that fits a terminal: short parameter names, the score, the epoch and the reconstruction loss."""
+    space = request.space
+    return tune.CLIReporter(
+        parameter_columns={key: short_name(key) for key in space.params},
+        metric_columns={"epoch": "ep", space.metric: "score", "recon_loss": "recon"},
+        max_column_length=14, max_report_frequency=30, sort_by_metric=True,  # metric and mode: from TuneConfig
+    )
+
+
+ABBREVIATIONS = {"optim": "", "reconstruction": "rec", "adversarial": "adv", "semi_supervised": "semi",
+                 "momentum": "mom", "drop_epochs": "drops", "drop_factor": "dfac", "input_dropout": "in_drop",
+                 "hidden_dropout": "hid_drop", "input_noise_std": "noise", "recon_cost": "cost", "encoder": "enc"}
+
+
+def short_name(key: str) -> str:
+    """``optim.reconstruction.lr`` -> ``rec.lr``: a column header a terminal has room for."""
+    return ".".join(p for p in (ABBREVIATIONS.get(part, part) for part in key.split(".")) if p)
 
 
 def run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     """Start or resume the search, wait for it, evaluate and record its best trials."""
-    os.environ["MLFLOW_TRACKING_URI"] = request.tracking_uri  # for Tune's pickled callback after a --resume
-    # Fail fast when the server goes away (the callback spools instead); MLflow's default retries take minutes.
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "1")
-    os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
+    with search_environment(request):
+        return _run_search(request, data)
+
+
+def _run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     if not request.resume:
         write_search_record(request)
-    tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name)
+    tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name, request.artifact_location)
     tracker.log_params(tracker.parent_run_id, search_params(request))
     tracker.log_space(request.space)
+    tracker.record_data(data_lineage(data, request.space.dataset.name))
+    tracker.describe(tracker.parent_run_id, "\n".join(search_description(request, tracker.lineage.caveat)))
     sent = MlflowTrialCallback(tracker, request.max_epochs, spool_path(request)).flush()  # left by an earlier run
     if sent:
         print(f"sent {sent} tracking events spooled while MLflow was unreachable", flush=True)
-    start_ray(request.address)
+    start_ray(request.address, dashboard=request.dashboard)
     print(f"search {request.name}: {request.num_samples} trials x {request.max_epochs} epochs on "
           f"{data.source}; MLflow {redact_uri(request.tracking_uri)} run {tracker.parent_run_id}", flush=True)
     results = build_tuner(request, data, tracker).fit()

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import math
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +18,7 @@ import pyarrow.csv as pa_csv
 import pyarrow.parquet as pq
 import torch
 from ray import tune
+from tqdm.auto import tqdm
 
 from aae_tune.data.splits import SplitData
 from aae_tune.errors import is_divergence
@@ -27,9 +28,35 @@ from aae_tune.evaluate.scores import TEST_PREFIX, describe_test_scores, test_sco
 from aae_tune.figures.sets import trial_figures
 from aae_tune.model.aae import AdversarialAutoencoder
 from aae_tune.model.io import load_model_files
-from aae_tune.names import CONFIG_FILE, STATE_FILE, TAG_BEST_TRIAL, TAG_MODEL_URI, TAG_REGISTERED, experiment_name
+from aae_tune.names import (
+    CHAMPION_ALIAS,
+    CONFIG_FILE,
+    STATE_FILE,
+    TAG_BEST_TRIAL,
+    TAG_MODEL_URI,
+    TAG_REGISTERED,
+    TAG_SEARCH,
+    VERSION_METRIC,
+    VERSION_SCORE,
+    VERSION_SMOKE,
+    experiment_name,
+)
+from aae_tune.search.report import log_search_report
 from aae_tune.search.request import SearchRequest
 from aae_tune.search.tracking import SearchTracker, redact_uri
+
+PAPER_DATA = "the paper's 50K/10K/10K MNIST split"
+
+
+def search_description(request: SearchRequest, data_caveat: str) -> list[str]:
+    """The parent run's description while the search runs (markdown lines): space, budget, data."""
+    space = request.space
+    return [
+        f"**{space.name}**: {space.description}",
+        f"- budget: {request.num_samples} trials x {request.max_epochs} epochs, searcher {space.searcher.type}, "
+        f"scheduler {space.scheduler.type}, seed {request.seed}{' (smoke)' if request.smoke else ''}",
+        f"- data: {data_caveat or PAPER_DATA}",
+    ]
 
 
 @dataclass
@@ -40,7 +67,7 @@ class TrialRow:
     epochs: int
     best_valid: float | None  # best value of the search metric over the trial's checkpoints
     config: dict[str, Any] = field(default_factory=dict)  # the sampled parameters
-    checkpoint: str | None = None  # path of the best checkpoint
+    checkpoint: tune.Checkpoint | None = None  # the best one, with its filesystem (local, s3://, gs://, ...)
     error: str | None = None
     test_metrics: dict[str, float] = field(default_factory=dict)  # the paper's test figure (scores.test_scores)
 
@@ -59,6 +86,7 @@ class SearchSummary:
 
     interrupted: bool = False
     note: str = ""
+    data_caveat: str = ""  # non-empty when the data is not the paper's: printed next to every figure
 
     @classmethod
     def interrupted_search(cls, request: SearchRequest, parent_run_id: str, note: str = "") -> SearchSummary:
@@ -67,6 +95,16 @@ class SearchSummary:
             experiment_name=request.experiment_name, parent_run_id=parent_run_id, metric=request.space.metric,
             rows=[], best=None, registered_model=None, interrupted=True, note=note,
         )
+
+    def description(self, request: SearchRequest) -> str:
+        """Markdown for the parent run's page: the space, the budget, the data and the best trial's figures."""
+        lines = search_description(request, self.data_caveat)
+        if self.best is not None:
+            b = self.best
+            lines.append(f"- best trial `{b.trial_id}`: {self.metric} = {b.best_valid:.4g} (validation) after "
+                         f"{b.epochs} epochs; registered as `{self.registered_model}`")
+            lines += [f"  - {line} (reported, never optimised)" for line in describe_test_scores(b.test_metrics)]
+        return "\n".join(lines)
 
     def render(self) -> str:
         if self.interrupted:
@@ -87,11 +125,14 @@ class SearchSummary:
             lines.append("   no trial reported a score: see the errors above and the Tune logs")
         else:
             b = self.best
+            caveat = f"  [{self.data_caveat}]" if self.data_caveat else ""
             lines += [
-                f"best trial {b.trial_id}: {self.metric} = {b.best_valid:.2f} (validation) after {b.epochs} epochs",
+                f"best trial {b.trial_id}: {self.metric} = {b.best_valid:.2f} (validation) after {b.epochs} "
+                f"epochs{caveat}",
                 f"   config: {b.config}",
             ]
-            lines += [f"   {line}  (reported, never optimised)" for line in describe_test_scores(b.test_metrics)]
+            tests = describe_test_scores(b.test_metrics)
+            lines += [f"   {line}  (reported, never optimised){caveat}" for line in tests]
         lines += [
             f"MLflow: {redact_uri(self.tracking_uri)}, experiment {self.experiment_name}, parent run "
             f"{self.parent_run_id}  (browse: mlflow ui --backend-store-uri {redact_uri(self.tracking_uri)})",
@@ -124,7 +165,7 @@ def trial_row(result: Any, request: SearchRequest, runs: dict[str, str]) -> Tria
         trial_id=trial_id, run_id=runs.get(trial_id), status=status, epochs=epochs,
         best_valid=None if best is None else float(best[request.space.metric]),
         config={k: request.space.decode(k, v) for k, v in (result.config or {}).items()},
-        checkpoint=None if ckpt is None else ckpt.path, error=None if result.error is None else str(result.error),
+        checkpoint=ckpt, error=None if result.error is None else str(result.error),
     )
 
 
@@ -133,7 +174,7 @@ def log_trial_model(tracker: SearchTracker, row: TrialRow, data: SplitData, seed
     run = tracker.client.get_run(row.run_id)
     if TAG_MODEL_URI in run.data.tags:
         return run.data.tags[TAG_MODEL_URI]
-    with tune.Checkpoint(row.checkpoint).as_directory() as directory:  # local, or downloaded from cloud storage
+    with row.checkpoint.as_directory() as directory:  # local, or downloaded from cloud storage
         return _log_model_dir(tracker, row, Path(directory), data, seed, run.info.status)
 
 
@@ -151,7 +192,8 @@ def _log_model_dir(tracker: SearchTracker, row: TrialRow, directory: Path, data:
         info = mlflow.pytorch.log_model(
             model, name="model", input_example=example.numpy(),
             extra_files=[str(directory / CONFIG_FILE), str(directory / STATE_FILE)],
-            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", "aae_tune"],
+            # only public packages: the pt2 graph needs torch and mlflow, not aae_tune (no index serves it)
+            pip_requirements=[f"torch=={torch.__version__.split('+')[0]}", f"mlflow=={mlflow.__version__}"],
         )
         mlflow.set_tag(TAG_MODEL_URI, info.model_uri)
     tracker.client.set_terminated(row.run_id, status=status if status != "RUNNING" else "FINISHED")
@@ -163,13 +205,13 @@ def evaluate_test(tracker: SearchTracker, row: TrialRow, data: SplitData, reques
     Reported, never used to choose. A --resume of a finished search reads it from MLflow instead of recomputing."""
     existing = tracker.client.get_run(row.run_id).data.metrics
     if not any(k.startswith(TEST_PREFIX) for k in existing):
-        with tune.Checkpoint(row.checkpoint).as_directory() as directory:
+        with row.checkpoint.as_directory() as directory:
             model = load_model_files(directory, device="cpu")
         ray_runs: list[ParallelParzenRun] = []
 
         def parzen_on_ray(model: AdversarialAutoencoder, valid: np.ndarray, test: np.ndarray, n_samples: int,
                           seed: int) -> ParzenResult:
-            ray_runs.append(parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed))
+            ray_runs.append(parallel_parzen_run(model, valid, test, n_samples=n_samples, seed=seed, progress=True))
             return ray_runs[-1].result
 
         scores = test_scores(model, data, parzen_samples=request.final_samples, seed=request.seed,
@@ -181,19 +223,79 @@ def evaluate_test(tracker: SearchTracker, row: TrialRow, data: SplitData, reques
     row.test_metrics = {k: v for k, v in sorted(existing.items()) if k.startswith(TEST_PREFIX)}
 
 
-def register_best(tracker: SearchTracker, row: TrialRow, model_uri: str, space_name: str) -> str:
+def register_best(tracker: SearchTracker, row: TrialRow, model_uri: str, request: SearchRequest) -> str:
+    """Register the best trial's model as a new version (described: search, trial, figures, data) and move the
+    ``champion`` alias to it when it beats the current champion (see ``promote_champion``)."""
     parent = tracker.client.get_run(tracker.parent_run_id)
     if TAG_REGISTERED in parent.data.tags:
         return parent.data.tags[TAG_REGISTERED]
-    version = mlflow.register_model(model_uri, experiment_name(space_name))
+    space = request.space
+    tags = {VERSION_METRIC: space.metric, VERSION_SCORE: repr(row.best_valid), TAG_SEARCH: request.name,
+            VERSION_SMOKE: str(request.smoke).lower()}
+    version = mlflow.register_model(model_uri, experiment_name(space.name), tags=tags)
+    test = "; ".join(describe_test_scores(row.test_metrics)) or "no test figure"
+    tracker.client.update_model_version(
+        version.name, version.version,
+        description=f"search {request.name}, trial {row.trial_id}: {space.metric} = {row.best_valid:.4g} "
+                    f"(validation, {space.mode}) after {row.epochs} epochs; {test}; data: {data_source(tracker)}"
+                    f"{'; smoke run' if request.smoke else ''}",
+    )
+    promote_champion(tracker, version.name, version.version, tags, space.mode)
     uri = f"models:/{version.name}/{version.version}"
     tracker.set_tags(tracker.parent_run_id, {TAG_REGISTERED: uri, TAG_BEST_TRIAL: row.trial_id})
     return uri
 
 
-def log_trial_table(tracker: SearchTracker, rows: list[TrialRow]) -> None:
-    records = [{**{k: v for k, v in asdict(r).items() if k not in ("config", "test_metrics")},
-                "config": str(r.config), **r.test_metrics} for r in rows]
+def promote_champion(tracker: SearchTracker, name: str, version: str, tags: dict[str, str], mode: str) -> None:
+    """Point ``models:/<name>@champion`` at ``version`` unless the current champion is better: a full-budget
+    version beats a smoke one; between two of the same kind and metric, the better validation score wins."""
+    client = tracker.client
+    try:
+        current = client.get_model_version_by_alias(name, CHAMPION_ALIAS)
+    except mlflow.exceptions.MlflowException:  # no champion yet
+        current = None
+    if current is not None:
+        old = current.tags
+
+        def rank(t: dict[str, str]) -> tuple[bool, float]:
+            score = float(t.get(VERSION_SCORE, "nan"))
+            return t.get(VERSION_SMOKE) != "true", score if mode == "max" else -score
+
+        same_metric = old.get(VERSION_METRIC) == tags[VERSION_METRIC]
+        if same_metric and not rank(tags) > rank(old):
+            return
+    client.set_registered_model_alias(name, CHAMPION_ALIAS, version)
+
+
+def checkpoint_uri(checkpoint: tune.Checkpoint | None) -> str | None:
+    """Where a checkpoint lives, as a URI: Tune keeps cloud paths without their scheme (the filesystem has it)."""
+    if checkpoint is None:
+        return None
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    scheme = {"gcs": "gs"}.get(kind, kind)  # pyarrow's filesystem type name -> the URI scheme users type
+    return checkpoint.path if kind == "local" else f"{scheme}://{checkpoint.path}"
+
+
+def trial_records(rows: list[TrialRow]) -> list[dict[str, Any]]:
+    """One flat record per trial: the trial table's rows."""
+    plain = [f.name for f in fields(TrialRow) if f.name not in ("config", "test_metrics", "checkpoint")]
+    return [{**{k: getattr(r, k) for k in plain}, "checkpoint": checkpoint_uri(r.checkpoint),
+             "config": str(r.config), **r.test_metrics} for r in rows]
+
+
+def score_reports(results: Any, metric: str) -> list[tuple[float, float]]:
+    """(timestamp, validation score) of every epoch every trial reported: the search's progress against compute."""
+    out = []
+    for result in results:
+        history = result.metrics_dataframe
+        if history is None or metric not in history or "timestamp" not in history:
+            continue
+        scored = history[["timestamp", metric]].dropna()
+        out += [(float(t), float(v)) for t, v in scored.itertuples(index=False) if math.isfinite(v)]
+    return out
+
+
+def log_trial_table(tracker: SearchTracker, records: list[dict[str, Any]]) -> None:
     table = pa.Table.from_pylist(records)
     with tempfile.TemporaryDirectory(prefix="aae_table_") as tmp:
         pq.write_table(table, Path(tmp) / "trials.parquet")
@@ -205,23 +307,32 @@ def finalize_search(request: SearchRequest, results: Any, tracker: SearchTracker
     space = request.space
     runs = tracker.trial_runs()
     rows = [trial_row(result, request, runs) for result in results]
-    model_uris = {
-        r.trial_id: log_trial_model(tracker, r, data, request.seed) for r in rows if r.checkpoint and r.run_id
-    }
+    to_log = [r for r in rows if r.checkpoint and r.run_id]
+    model_uris = {r.trial_id: log_trial_model(tracker, r, data, request.seed)
+                  for r in tqdm(to_log, desc="models and figures to MLflow", unit="trial", mininterval=1.0)}
     scored = [r for r in rows if r.best_valid is not None and r.trial_id in model_uris]
     scored.sort(key=lambda r: r.best_valid, reverse=space.mode == "max")
     for row in scored[: request.top_k]:
         evaluate_test(tracker, row, data, request)
     best = scored[0] if scored else None
-    registered = register_best(tracker, best, model_uris[best.trial_id], space.name) if best else None
-    log_trial_table(tracker, rows)
+    registered = register_best(tracker, best, model_uris[best.trial_id], request) if best else None
+    records = trial_records(rows)
+    log_trial_table(tracker, records)
+    log_search_report(tracker, rows, records, score_reports(results, space.metric), space, request.max_epochs)
     if best is not None:
         best_metrics = {f"best_{space.metric}": best.best_valid}
         best_metrics |= {f"best_{k}": v for k, v in best.test_metrics.items()}
         tracker.log_metrics(tracker.parent_run_id, best_metrics, step=0)
-    tracker.end_run(tracker.parent_run_id, "FINISHED")
-    return SearchSummary(
+    summary = SearchSummary(
         name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
         experiment_name=request.experiment_name, parent_run_id=tracker.parent_run_id, metric=space.metric,
         rows=rows, best=best, registered_model=registered,
+        data_caveat=tracker.lineage.caveat if tracker.lineage else "",
     )
+    tracker.describe(tracker.parent_run_id, summary.description(request))
+    tracker.end_run(tracker.parent_run_id, "FINISHED")
+    return summary
+
+
+def data_source(tracker: SearchTracker) -> str:
+    return tracker.lineage.source if tracker.lineage else "unknown"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import socket
 import time
 import urllib.error
@@ -21,6 +22,7 @@ from aae_tune.errors import ConfigError
 from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
 from aae_tune.schema import parse_overrides
 from aae_tune.search.space import NAME_PATTERN, SearchSpace, load_space
+from aae_tune.search.storage import check_storage_uri, is_uri, read_text, write_text
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SMOKE_TRAIN_IMAGES = 5000  # --smoke trains on the first 5,000 training images (validation and test stay whole)
@@ -47,6 +49,13 @@ class SearchRequest:
     smoke: bool
     top_k: int
     final_samples: int
+    max_failures: int = 2  # Tune's FailureConfig: restarts of a failed trial from its last checkpoint
+    dashboard: bool = False  # the local Ray's dashboard, on 127.0.0.1
+    optuna_storage: str | None = None  # the TPE study's RDB (None: in memory, or a random search)
+    warm_start: str | None = None  # the earlier study whose finished trials seed this one
+    warm_points: tuple[dict[str, Any], ...] = ()  # its trials' params ...
+    warm_scores: tuple[float, ...] = ()  # ... and scores
+    artifact_location: str | None = None  # where a new MLflow experiment keeps its artifacts (e.g. s3://...)
 
     @property
     def experiment_name(self) -> str:
@@ -57,13 +66,10 @@ class SearchRequest:
         return f"{self.storage_path.rstrip('/')}/{self.name}"
 
 
-def _is_uri(path: str) -> bool:
-    return "://" in path
-
-
 def check_storage_path(path: str, problems: list[str]) -> str:
-    if _is_uri(path):
-        return path
+    if is_uri(path):
+        check_storage_uri(path, problems)
+        return path.rstrip("/")
     local = Path(path).expanduser().resolve()
     existing = next(p for p in (local, *local.parents) if p.exists())  # probe there: create nothing yet
     if not existing.is_dir():
@@ -93,9 +99,9 @@ def check_tracking_uri(uri: str, problems: list[str]) -> None:
         folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
         if not folder.is_dir():
             problems.append(f"--tracking-uri {shown}: folder {folder} does not exist")
-    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")) and _is_uri(uri):
+    elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")) and is_uri(uri):
         problems.append(f"--tracking-uri {shown}: unsupported scheme; use sqlite:///path.db, http://host:port, ...")
-    elif not _is_uri(uri) and not uri.startswith("file:"):
+    elif not is_uri(uri) and not uri.startswith("file:"):
         problems.append(f"--tracking-uri {shown}: not a URI; use e.g. sqlite:///mlflow.db or http://127.0.0.1:5000")
 
 
@@ -125,20 +131,16 @@ def search_record(space: SearchSpace, seed: int, smoke: bool, max_epochs: int | 
 
 
 def write_search_record(request: SearchRequest) -> None:
-    if _is_uri(request.experiment_dir):
-        return
-    folder = Path(request.experiment_dir)
-    folder.mkdir(parents=True, exist_ok=True)
     record = search_record(request.space, request.seed, request.smoke, request.max_epochs)
-    (folder / SEARCH_RECORD).write_text(json.dumps(record, indent=2, sort_keys=True))
+    write_text(f"{request.experiment_dir}/{SEARCH_RECORD}", json.dumps(record, indent=2, sort_keys=True))
 
 
 def check_resume_matches(request_dir: str, record: dict[str, Any], problems: list[str]) -> None:
     """A resumed search must train what its checkpoints were written for: same space, seed and smoke mode."""
-    path = Path(request_dir) / SEARCH_RECORD
-    if not path.is_file():
+    text = read_text(f"{request_dir}/{SEARCH_RECORD}")
+    if text is None:
         return
-    saved = json.loads(path.read_text())
+    saved = json.loads(text)
     if saved.get("layout") != SEARCH_LAYOUT:
         problems.append(f"--resume: the search at {request_dir} was started by an older aae_tune (before the "
                         "subpackage layout); its saved Tune state names modules that no longer exist. Start it again "
@@ -153,15 +155,35 @@ def check_resume_matches(request_dir: str, record: dict[str, Any], problems: lis
 
 
 def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:
-    if _is_uri(request_dir):
-        return
     from ray import tune
 
-    exists = Path(request_dir).is_dir() and tune.Tuner.can_restore(request_dir)
+    exists = (is_uri(request_dir) or Path(request_dir).is_dir()) and tune.Tuner.can_restore(request_dir)
     if resume and not exists:
         problems.append(f"--resume: no search to resume at {request_dir}; check --name and --storage-path")
     if not resume and exists:
         problems.append(f"a search already exists at {request_dir}; add --resume to continue it or pick a new --name")
+
+
+def check_study(args: argparse.Namespace, space: SearchSpace, tracking_uri: str, storage: str,
+                problems: list[str]) -> dict[str, Any]:
+    """The TPE study's storage and, for --warm-start, the earlier study's finished trials."""
+    from aae_tune.search.study import check_study_storage, default_study_storage, warm_start_points
+
+    tpe = space.searcher.type == "optuna_tpe"
+    if args.optuna_storage:
+        check_study_storage(args.optuna_storage, problems)
+    url = (args.optuna_storage or default_study_storage(tracking_uri, storage)) if tpe else None
+    if not args.warm_start:
+        return {"optuna_storage": url}
+    if not tpe:
+        problems.append(f"--warm-start: needs searcher.type optuna_tpe, not {space.searcher.type}")
+    elif args.resume:
+        problems.append("--warm-start: a resumed search keeps its own study; drop --warm-start or start a new --name")
+    elif not problems:
+        points, scores = warm_start_points(url, args.warm_start, space, problems)
+        return {"optuna_storage": url, "warm_start": args.warm_start, "warm_points": tuple(points),
+                "warm_scores": tuple(scores)}
+    return {"optuna_storage": url}
 
 
 def build_request(args: argparse.Namespace) -> SearchRequest:
@@ -187,17 +209,43 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
     name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
     if not NAME_PATTERN.match(name) or ".." in name:
         problems.append(f"--name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
+    if args.max_failures < -1:
+        problems.append(f"--max-failures: must be >= 0 (or -1 for no limit), got {args.max_failures}")
     storage = check_storage_path(args.storage_path, problems)
-    check_tracking_uri(args.tracking_uri, problems)
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    check_tracking_uri(tracking_uri, problems)
     check_address(args.address, problems)
     if NAME_PATTERN.match(name) and ".." not in name and not problems:
         check_resume(f"{storage}/{name}", args.resume, problems)
         if args.resume and not problems:
             check_resume_matches(f"{storage}/{name}", search_record(space, args.seed, args.smoke), problems)
+    study = check_study(args, space, tracking_uri, storage, problems)
     if problems:
         raise ConfigError(problems, "command line")
-    return SearchRequest(
+    return SearchRequest(**study,
         space=space, space_path=str(args.space), name=name, seed=args.seed, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=args.tracking_uri,
-        address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke, **values,
+        gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=tracking_uri,
+        address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke,
+        max_failures=args.max_failures, dashboard=args.dashboard, artifact_location=args.artifact_location, **values,
     )
+
+
+def describe_request(request: SearchRequest) -> str:
+    """What a search would run (``--dry-run``): the resolved space as YAML, the budget and each trial's resources."""
+    import yaml
+
+    from aae_tune.search.tracking import redact_uri
+
+    gpus = "1 per trial if the cluster has GPUs, else none" if request.gpus_per_trial is None else \
+        request.gpus_per_trial
+    lines = [
+        f"# search {request.name} (dry run: checked, nothing started)",
+        f"# {request.num_samples} trials x {request.max_epochs} epochs, at most {request.max_concurrent} at once, "
+        f"seed {request.seed}{', smoke' if request.smoke else ''}",
+        f"# each trial: {request.cpus_per_trial} CPU, GPU: {gpus}; restarts on failure: {request.max_failures}",
+        f"# Ray: {request.address or 'a local Ray on 127.0.0.1'}; results: {request.experiment_dir}; "
+        f"MLflow: {redact_uri(request.tracking_uri)}",
+        f"# the best {request.top_k} trial(s) get the test protocol with {request.final_samples} samples",
+        yaml.safe_dump(request.space.to_dict(), sort_keys=False, width=110).rstrip(),
+    ]
+    return "\n".join(lines)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field, fields
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -19,10 +20,21 @@ from aae_tune.errors import ConfigError
 from aae_tune.experiments import reported_metrics
 from aae_tune.schema import collect, set_path, suggest, to_dict
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
 # Names end up in paths (Tune's experiment folder) and MLflow names: no separators, no "..".
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Distribution = Literal["uniform", "loguniform", "quniform", "qloguniform", "randint", "choice", "grid"]
+
+
+def shipped_spaces_dir() -> Path:
+    """search_spaces/ of the source tree this package runs from (a checkout, editable or on PYTHONPATH), else the
+    installed package data of ``aae_tune.search_spaces`` (pyproject.toml maps the folder to that package)."""
+    checkout = Path(__file__).resolve().parents[2] / "search_spaces"
+    if (checkout / "__init__.py").is_file():
+        return checkout
+    return Path(str(resources.files("aae_tune.search_spaces")))
+
+
+SPACES_DIR = shipped_spaces_dir()
 
 
 @dataclass(frozen=True)

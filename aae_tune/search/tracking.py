@@ -20,8 +20,10 @@ import mlflow
 import yaml
 from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
+from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, TAG_TRIAL
+from aae_tune.search.lineage import DataLineage
 from aae_tune.store import mlflow_client
 
 logger = logging.getLogger("aae_tune.tracking")
@@ -33,6 +35,8 @@ TUNE_KEYS = {
     "checkpoint_dir_name", "should_checkpoint",
 }
 MAX_PARAM_LEN = 6000
+EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
+MODEL_TRAINING_KIND = "custom_model_development"  # the MLflow UI's name for "train models, compare runs"
 
 
 def redact_uri(uri: str) -> str:
@@ -61,15 +65,21 @@ def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
 class SearchTracker:
     """Finds or creates the MLflow runs of one search and writes to them."""
 
-    def __init__(self, tracking_uri: str, experiment_name: str, search_name: str):
+    def __init__(self, tracking_uri: str, experiment_name: str, search_name: str,
+                 artifact_location: str | None = None):
         self.tracking_uri, self.search_name = tracking_uri, search_name
         mlflow.set_tracking_uri(tracking_uri)
         self._client: MlflowClient | None = None
         experiment = self.client.get_experiment_by_name(experiment_name)
         self.experiment_id = (
-            experiment.experiment_id if experiment else self.client.create_experiment(experiment_name)
+            experiment.experiment_id if experiment
+            else self.client.create_experiment(experiment_name, artifact_location=artifact_location)
         )
+        if experiment is None or experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
+            # MLflow 3 opens an experiment without this tag on its GenAI overview (traces), not on its runs
+            self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         self._trial_runs: dict[str, str] = {}
+        self.lineage: DataLineage | None = None
         self.parent_run_id = self._find_or_create({TAG_ROLE: ROLE_PARENT}, run_name=search_name)
 
     @property
@@ -106,7 +116,24 @@ class SearchTracker:
                 self.client.update_run(found, status="RUNNING")
             return found
         all_tags = {TAG_SEARCH: self.search_name, **tags, **(extra or {})}
-        return self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        run_id = self.client.create_run(self.experiment_id, tags=all_tags, run_name=run_name).info.run_id
+        if self.lineage is not None:
+            self._log_lineage(run_id)
+        return run_id
+
+    def record_data(self, lineage: DataLineage) -> None:
+        """The search's data on its parent run now and on every trial run as it is created (once per run)."""
+        self.lineage = lineage
+        if not self.client.get_run(self.parent_run_id).inputs.dataset_inputs:
+            self._log_lineage(self.parent_run_id)
+
+    def _log_lineage(self, run_id: str) -> None:
+        self.client.log_inputs(run_id, datasets=self.lineage.inputs())
+        self.set_tags(run_id, self.lineage.tags())
+
+    def describe(self, run_id: str, markdown: str) -> None:
+        """The run's description (the note the MLflow UI shows on the run's page)."""
+        self.client.set_tag(run_id, MLFLOW_RUN_NOTE, markdown)
 
     def trial_run(self, trial_id: str, run_name: str | None = None) -> str:
         """The nested run of ``trial_id``, created on first sight and reused after a resume."""

@@ -13,6 +13,7 @@ never enters a trial.
 
 from __future__ import annotations
 
+import logging
 import math
 import tempfile
 from dataclasses import dataclass
@@ -64,6 +65,7 @@ def validation_metrics(trainer: Trainer, data: SplitData, settings: TrialSetting
 def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitData) -> None:
     """Train one sampled config, reporting every epoch with a checkpoint (current ``ray.tune`` API)."""
     torch.set_num_threads(max(1, settings.threads))
+    logging.getLogger("ray.train").setLevel(logging.WARNING)  # not one "Checkpoint successfully created" per epoch
     cfg = trial_config(settings, config)
     trainer = Trainer(cfg, data, device=resolve_device(None))  # CUDA iff Ray gave this trial a GPU
     checkpoint = tune.get_checkpoint()

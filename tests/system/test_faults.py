@@ -1,6 +1,5 @@
 """Faults really injected: SIGKILL of a trial worker and of the driver, a diverging trial, a full disk."""
 
-import contextlib
 import os
 import signal
 import subprocess
@@ -12,7 +11,16 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from aae_tune.errors import CheckpointError
-from tests.helpers import REPO_ROOT, search_runs
+from tests.helpers import (
+    REPO_ROOT,
+    epochs_logged,
+    kill_after_epochs,
+    kill_group,
+    resume_cleanly,
+    search_runs,
+    start,
+    wait_for,
+)
 
 
 def tracking(root: Path) -> str:
@@ -27,38 +35,6 @@ def search_cmd(root: Path, name: str, *extra: str) -> list[str]:
 
 def trial_runs(root: Path, name: str) -> tuple[MlflowClient, list, list]:
     return search_runs(tracking(root), name)
-
-
-def wait_for(predicate, proc: subprocess.Popen, timeout: float = 300, what: str = "condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if proc.poll() is not None:
-            output = proc.stdout.read() if proc.stdout else ""
-            raise AssertionError(f"search exited ({proc.returncode}) before {what}:\n{output[-3000:]}")
-        try:
-            value = predicate()
-        except Exception:  # noqa: BLE001 - the store may be mid-creation
-            value = None
-        if value:
-            return value
-        time.sleep(1)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def start(cmd: list[str], cwd: Path) -> subprocess.Popen:
-    # Own process group: the driver and the local Ray it starts can be killed together, leaving nothing behind.
-    return subprocess.Popen(cmd, cwd=cwd, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-
-
-def kill_group(proc: subprocess.Popen) -> None:
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait(timeout=60)
-
-
-def epochs_logged(client: MlflowClient, run_id: str) -> list[int]:
-    return [m.step for m in client.get_metric_history(run_id, "epoch")]
 
 
 def test_trial_worker_sigkill_resumes_from_checkpoint_in_the_same_run(tmp_path):
@@ -86,23 +62,8 @@ def test_trial_worker_sigkill_resumes_from_checkpoint_in_the_same_run(tmp_path):
 
 def test_driver_sigkill_then_resume_finishes_with_one_run_per_trial(tmp_path):
     cmd = search_cmd(tmp_path, "killdriver", "--num-samples", "2", "--max-epochs", "3", "--max-concurrent", "1")
-    proc = start(cmd, tmp_path)
-    try:
-        def two_epochs_logged():
-            client, _, trials = trial_runs(tmp_path, "killdriver")
-            return any(len(epochs_logged(client, t.info.run_id)) >= 2 for t in trials)
-
-        wait_for(two_epochs_logged, proc, what="two epochs")
-    finally:
-        kill_group(proc)  # the driver and its local Ray, at once
-    resumed = subprocess.run([*cmd, "--resume"], cwd=tmp_path, capture_output=True, text=True, timeout=900,
-                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
-    assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
-    client, parents, trials = trial_runs(tmp_path, "killdriver")
-    assert len(parents) == 1 and len(trials) == 2
-    for trial in trials:
-        steps = epochs_logged(client, trial.info.run_id)
-        assert steps == sorted(set(steps)) and steps[-1] <= 3, steps
+    kill_after_epochs(start(cmd, tmp_path), tracking(tmp_path), "killdriver", epochs=2)
+    resumed = resume_cleanly(cmd, tmp_path, tracking(tmp_path), "killdriver", trials=2, max_epochs=3)
     assert "registered model: models:/aae-likelihood_mnist/" in resumed.stdout
 
 

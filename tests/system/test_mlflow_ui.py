@@ -67,6 +67,15 @@ def test_run_list_shows_the_parent_and_its_trial_runs(recorded_search, server, t
     assert shot.stat().st_size > 20_000  # a painted page, not a blank one
 
 
+def test_experiment_landing_page_is_its_runs_table(recorded_search, server):
+    """The experiment declares itself a model-training one: its bare URL opens on the runs, not the GenAI
+    overview (traces, token usage) that MLflow 3 shows an experiment without a kind."""
+    tracker, _ = recorded_search
+    url = f"{server.rstrip('/')}/#/experiments/{tracker.experiment_id}"
+    text = browser.rendered_text(url, [SEARCH, "matching runs"])
+    assert SEARCH in text and "matching runs" in text, text[:2000]
+
+
 def test_default_experiment_page_nests_trials_under_the_parent(recorded_search, server):
     """In the UI's default order the trials are children of the parent: one top-level row, all runs counted."""
     tracker, _ = recorded_search

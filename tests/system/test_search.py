@@ -1,16 +1,21 @@
 """The search service end to end: real Ray Tune, real MLflow store, real MNIST, smoke budget."""
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
+import matplotlib.image
 import mlflow
+import numpy as np
 import pytest
 import torch
 
 from aae_tune.search import cli as search
+from aae_tune.search import run as run_search_api
 from tests.helpers import LIKELIHOOD_FIGURES, REPO_ROOT, search_runs
 
 N_TRIALS = 3
@@ -57,6 +62,75 @@ def test_smoke_search_records_everything(smoke_search, capsys):
         assert figures >= LIKELIHOOD_FIGURES
     best = [t for t in trials if "test_parzen_ll" in client.get_run(t.info.run_id).data.metrics]
     assert len(best) == 1  # top_k = 1 got the Table 1 protocol
+
+
+def test_search_records_its_data_and_describes_itself(smoke_search):
+    """Lineage (one dataset input per split on every run, data tags), the model-training experiment kind, the
+    parent's description, and a described registered version behind the ``champion`` alias."""
+    root, _ = smoke_search
+    client, parents, trials = runs_by_role(root, "smoke")
+    experiment = client.get_experiment_by_name("aae-likelihood_mnist")
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
+    for run in [*parents, *trials]:
+        inputs = {i.dataset.name: i for i in run.inputs.dataset_inputs}
+        assert set(inputs) == {"mnist-train", "mnist-valid", "mnist-test"}
+        contexts = {name: [t.value for t in i.tags if t.key == "mlflow.data.context"] for name, i in inputs.items()}
+        assert contexts == {"mnist-train": ["training"], "mnist-valid": ["validation"], "mnist-test": ["test"]}
+        assert json.loads(inputs["mnist-train"].dataset.profile)["num_rows"] == 5000  # --smoke: first 5,000
+        assert run.data.tags["aae_data_full"] == "false" and "first 5000" in run.data.tags["aae_data_source"]
+    note = client.get_run(parents[0].info.run_id).data.tags["mlflow.note.content"]
+    assert "best trial" in note and "not the paper's 50K/10K/10K MNIST split" in note
+    champion = client.get_model_version_by_alias("aae-likelihood_mnist", "champion")
+    assert str(champion.version) == "1" and champion.tags["aae_metric"] == "valid_parzen_ll"
+    assert "search smoke, trial" in champion.description and "valid_parzen_ll =" in champion.description
+
+
+def test_parent_run_carries_the_search_report(smoke_search, tmp_path):
+    """Optuna's plots, trial survival, best score against trial-epochs (valid PNGs) and the trial table that the
+    MLflow UI renders (an MLflow table artifact with one row per trial)."""
+    root, _ = smoke_search
+    client, parents, _ = runs_by_role(root, "smoke")
+    parent = parents[0].info.run_id
+    names = {a.path for a in client.list_artifacts(parent, "report")}
+    pngs = {"optimization_history", "parallel_coordinate", "param_importances", "rung_survival",
+            "best_vs_trial_epochs"}
+    assert names == {f"report/{n}.png" for n in pngs} | {"report/trials.json"}, names
+    local = Path(client.download_artifacts(parent, "report", str(tmp_path)))
+    for name in pngs:
+        image = matplotlib.image.imread(local / f"{name}.png")
+        assert (local / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 100
+    table = json.loads((local / "trials.json").read_text())
+    assert len(table["data"]) == N_TRIALS and "best_valid" in table["columns"]
+    mlflow.set_tracking_uri(tracking(root))
+    mlflow.set_experiment("aae-likelihood_mnist")  # load_table looks in the active experiment
+    loaded = mlflow.load_table("report/trials.json", run_ids=[parent])
+    assert len(loaded) == N_TRIALS
+
+
+PYFUNC_WITHOUT_AAE_TUNE = """
+import sys
+sys.modules["aae_tune"] = None  # importing aae_tune (or anything in it) now fails
+import mlflow, numpy as np
+mlflow.set_tracking_uri(sys.argv[1])
+model = mlflow.pyfunc.load_model(sys.argv[2])
+out = model.predict(np.load(sys.argv[3]))
+print("SHAPE", np.asarray(out).shape)
+"""
+
+
+def test_logged_model_needs_only_public_packages(smoke_search, small_mnist, tmp_path):
+    """The model's requirements name only packages an index serves, and mlflow.pyfunc loads and runs it in a
+    fresh process where aae_tune cannot be imported."""
+    root, _ = smoke_search
+    client, _, trials = runs_by_role(root, "smoke")
+    uri = client.get_run(trials[0].info.run_id).data.tags["aae_model_uri"]
+    mlflow.set_tracking_uri(tracking(root))
+    requirements = Path(mlflow.pyfunc.get_model_dependencies(uri)).read_text().split()
+    assert {r.split("==")[0] for r in requirements} <= {"torch", "mlflow"}, requirements
+    np.save(tmp_path / "x.npy", small_mnist.valid_x[:3])
+    proc = subprocess.run([sys.executable, "-c", PYFUNC_WITHOUT_AAE_TUNE, tracking(root), uri,
+                           str(tmp_path / "x.npy")], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert "SHAPE (3, 784)" in proc.stdout, proc.stderr[-3000:]
 
 
 def test_trial_model_loads_and_reconstructs(smoke_search, small_mnist):
@@ -123,3 +197,24 @@ def test_resume_after_interrupt_adds_no_duplicate_runs(tmp_path):
     for trial in trials:
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "recon_loss")]
         assert len(steps) == len(set(steps)), steps
+
+
+def test_random_search_honours_max_concurrent(tmp_path, ray_session):
+    """Through the Python API: 4 random trials that would all fit at once (0.5 CPU each on 2 CPUs) run one after
+    another with max_concurrent=1: the span between a trial's first and last epoch report (MLflow's timestamps)
+    never overlaps another's. The result object carries the best trial and its runs."""
+    result = run_search_api(
+        "likelihood_mnist", smoke=True, num_samples=4, max_epochs=2, max_concurrent=1, cpus_per_trial=0.5,
+        name="limited", storage_path=str(tmp_path / "ray_results"), tracking_uri=tracking(tmp_path), top_k=1,
+        final_samples=500, overrides={"searcher.type": "random", "scheduler.type": "fifo"},
+    )
+    client, parents, trials = runs_by_role(tmp_path, "limited")
+    assert result.parent_run_id == parents[0].info.run_id and not result.interrupted
+    assert result.best.run_id in {t.info.run_id for t in trials} and "code_dim" in result.best.config
+    assert result.best.test_metrics and result.registered_model == "models:/aae-likelihood_mnist/1"
+    spans = sorted(
+        (min(times), max(times)) for t in trials
+        if (times := [m.timestamp for m in client.get_metric_history(t.info.run_id, "recon_loss")])
+    )
+    assert len(spans) == 4 and all(len({*s}) == 2 for s in spans)  # two epochs each, reported apart
+    assert all(end < next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False)), spans

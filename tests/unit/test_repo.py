@@ -20,3 +20,14 @@ def test_ci_runs_the_readme_test_command():
 def test_ci_installs_cpu_torch_before_the_project():
     ci = (REPO_ROOT / ".ci" / "run").read_text()
     assert ci.index("torch==2.13.0") < ci.index("pip install -e")
+
+
+def test_pyproject_lists_every_package_folder():
+    """pyproject.toml lists its packages (search_spaces/ installs as aae_tune.search_spaces): none may be missing."""
+    import tomllib
+
+    setuptools = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
+    on_disk = {".".join(p.parent.relative_to(REPO_ROOT).parts) for p in (REPO_ROOT / "aae_tune").rglob("__init__.py")}
+    assert set(setuptools["packages"]) == on_disk | {"aae_tune.search_spaces"}
+    assert setuptools["package-dir"] == {"aae_tune.search_spaces": "search_spaces"}
+    assert (REPO_ROOT / "search_spaces" / "__init__.py").is_file() and (REPO_ROOT / "aae_tune" / "py.typed").is_file()
