@@ -81,6 +81,16 @@ def screenshot_page(url: str, out: str | Path, width: int = 1800, height: int = 
 
 
 # ------------------------------------------------------------------------------------------ MLflow URLs
+# MLflow 3's UI opens an experiment in its GenAI view (traces) unless the URL or the user's saved toggle says
+# otherwise; the experiment's mlflow.experimentKind tag alone does not decide it.
+MODEL_TRAINING_VIEW = "workflowType=machine_learning"
+
+
+def landing_url(tracking_uri: str, experiment_id: str) -> str:
+    """The page to open for an experiment: its runs (the model-training view), not the GenAI overview."""
+    return f"{tracking_uri.rstrip('/')}/#/experiments/{experiment_id}?{MODEL_TRAINING_VIEW}"
+
+
 def runs_url(tracking_uri: str, experiment_id: str, search_name: str | None = None) -> str:
     """The experiment's run table. For one search: filtered to its runs and sorted by the score, which makes the
     UI list the parent and its trial runs as flat rows (it nests children only in its default date order)."""

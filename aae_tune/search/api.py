@@ -28,7 +28,7 @@ def make_request(space: str, *, num_samples: int | None = None, max_epochs: int 
                  dashboard: bool = False, optuna_storage: str | None = None,
                  warm_start: str | None = None, artifact_location: str | None = None) -> SearchRequest:
     """A validated search, exactly as the command line builds it (the arguments are its flags; ``overrides`` are
-    its ``--set`` pairs: dotted keys into the space file, e.g. ``{"params.code_dim": None, "code_dim": 8}``)."""
+    its ``--set`` pairs: dotted keys into the space file, e.g. ``{"code_dim": 8, "budget.max_concurrent": 2}``)."""
     args = build_parser().parse_args(["--space", space])  # the command line's defaults
     settings = {k: v for k, v in locals().items() if k not in ("space", "args", "overrides")}
     vars(args).update(settings)

@@ -20,6 +20,7 @@ import torch
 from ray import tune
 from tqdm.auto import tqdm
 
+from aae_tune.cluster.browser import landing_url
 from aae_tune.data.splits import SplitData
 from aae_tune.errors import is_divergence
 from aae_tune.evaluate.parallel import ParallelParzenRun, parallel_parzen_run
@@ -87,6 +88,7 @@ class SearchSummary:
     interrupted: bool = False
     note: str = ""
     data_caveat: str = ""  # non-empty when the data is not the paper's: printed next to every figure
+    experiment_id: str = ""
 
     @classmethod
     def interrupted_search(cls, request: SearchRequest, parent_run_id: str, note: str = "") -> SearchSummary:
@@ -105,6 +107,13 @@ class SearchSummary:
                          f"{b.epochs} epochs; registered as `{self.registered_model}`")
             lines += [f"  - {line} (reported, never optimised)" for line in describe_test_scores(b.test_metrics)]
         return "\n".join(lines)
+
+    def browse_hint(self) -> str:
+        """Where to look at the runs: the server's experiment page, or how to serve a local store first."""
+        uri = redact_uri(self.tracking_uri)
+        if uri.startswith(("http://", "https://")):
+            return landing_url(uri, self.experiment_id)
+        return f"mlflow ui --backend-store-uri {uri}, then {landing_url('http://127.0.0.1:5000', self.experiment_id)}"
 
     def render(self) -> str:
         if self.interrupted:
@@ -135,7 +144,8 @@ class SearchSummary:
             lines += [f"   {line}  (reported, never optimised){caveat}" for line in tests]
         lines += [
             f"MLflow: {redact_uri(self.tracking_uri)}, experiment {self.experiment_name}, parent run "
-            f"{self.parent_run_id}  (browse: mlflow ui --backend-store-uri {redact_uri(self.tracking_uri)})",
+            f"{self.parent_run_id}",
+            f"   browse: {self.browse_hint()}",
             f"registered model: {self.registered_model or '-'}",
             f"Tune results: {self.experiment_dir}",
         ]
@@ -327,7 +337,7 @@ def finalize_search(request: SearchRequest, results: Any, tracker: SearchTracker
         name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
         experiment_name=request.experiment_name, parent_run_id=tracker.parent_run_id, metric=space.metric,
         rows=rows, best=best, registered_model=registered,
-        data_caveat=tracker.lineage.caveat if tracker.lineage else "",
+        data_caveat=tracker.lineage.caveat if tracker.lineage else "", experiment_id=tracker.experiment_id,
     )
     tracker.describe(tracker.parent_run_id, summary.description(request))
     tracker.end_run(tracker.parent_run_id, "FINISHED")

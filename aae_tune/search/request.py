@@ -246,6 +246,9 @@ def describe_request(request: SearchRequest) -> str:
         f"# Ray: {request.address or 'a local Ray on 127.0.0.1'}; results: {request.experiment_dir}; "
         f"MLflow: {redact_uri(request.tracking_uri)}",
         f"# the best {request.top_k} trial(s) get the test protocol with {request.final_samples} samples",
+        f"# Optuna study: {redact_uri(request.optuna_storage) if request.optuna_storage else 'none (in memory)'}"
+        + (f", warm-started from {request.warm_start} ({len(request.warm_points)} trials)"
+           if request.warm_start else ""),
         yaml.safe_dump(request.space.to_dict(), sort_keys=False, width=110).rstrip(),
     ]
     return "\n".join(lines)

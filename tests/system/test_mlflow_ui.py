@@ -68,10 +68,10 @@ def test_run_list_shows_the_parent_and_its_trial_runs(recorded_search, server, t
 
 
 def test_experiment_landing_page_is_its_runs_table(recorded_search, server):
-    """The experiment declares itself a model-training one: its bare URL opens on the runs, not the GenAI
-    overview (traces, token usage) that MLflow 3 shows an experiment without a kind."""
+    """The experiment URL aae_tune gives users opens on the runs, not on the GenAI overview (traces, token usage)
+    that MLflow 3 shows by default."""
     tracker, _ = recorded_search
-    url = f"{server.rstrip('/')}/#/experiments/{tracker.experiment_id}"
+    url = browser.landing_url(server, tracker.experiment_id)
     text = browser.rendered_text(url, [SEARCH, "matching runs"])
     assert SEARCH in text and "matching runs" in text, text[:2000]
 

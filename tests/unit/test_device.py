@@ -79,7 +79,7 @@ def test_parzen_tasks_ask_ray_for_a_gpu_share_when_the_cluster_has_gpus(monkeypa
     model = build_model(tiny_config, 784)
     asked = []
 
-    def fake_pass(files_ref, points, points_ref, sigmas, *, seed, n_samples, shard_size, workers, num_gpus):
+    def fake_pass(files_ref, points, points_ref, sigmas, *, seed, n_samples, shard_size, workers, num_gpus, bar):
         asked.append(num_gpus)
         return np.zeros((len(sigmas), len(points))), n_samples, 1.0, ["node-a", "node-b"]
 
