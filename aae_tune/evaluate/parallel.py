@@ -247,6 +247,7 @@ def parallel_parzen_run(
     """``parallel_parzen`` plus the node id of every task (see ``ParallelParzenRun``). ``progress``: a bar with an
     ETA on stderr, counting the samples scored in both passes."""
     from tqdm.auto import tqdm
+
     if not ray.is_initialized():
         raise RuntimeError("parallel_parzen needs a running Ray: call ray.init(...) first (or use the CLI)")
     resources = ray.cluster_resources()

@@ -76,7 +76,8 @@ class SearchTracker:
             else self.client.create_experiment(experiment_name, artifact_location=artifact_location)
         )
         if experiment is None or experiment.tags.get(EXPERIMENT_KIND_TAG) != MODEL_TRAINING_KIND:
-            # MLflow 3 opens an experiment without this tag on its GenAI overview (traces), not on its runs
+            # the kind MLflow 3 files it under (model training, not GenAI); its UI also needs the link's
+            # ?workflowType=machine_learning (cluster.browser.landing_url) to open on the runs
             self.client.set_experiment_tag(self.experiment_id, EXPERIMENT_KIND_TAG, MODEL_TRAINING_KIND)
         self._trial_runs: dict[str, str] = {}
         self.lineage: DataLineage | None = None
