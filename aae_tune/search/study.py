@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from aae_tune.search.space import SearchSpace
+from aae_tune.store import store_creation_lock
 
 STUDY_FILE = "optuna.db"
 SIGNATURE_ATTR = "aae_space_signature"
@@ -83,8 +84,9 @@ def open_study(url: str, study_name: str, space: SearchSpace) -> Any:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    storage = optuna.storages.RDBStorage(url)
     direction = "maximize" if space.mode == "max" else "minimize"
-    study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, load_if_exists=True)
+    with store_creation_lock(url):  # Optuna, like MLflow, migrates a new SQLite file without a lock
+        storage = optuna.storages.RDBStorage(url)
+        study = optuna.create_study(storage=storage, study_name=study_name, direction=direction, load_if_exists=True)
     study.set_user_attr(SIGNATURE_ATTR, space_signature(space))
     return storage
