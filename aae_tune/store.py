@@ -6,7 +6,8 @@ two searches sharing one ``mlflow.db``, a script reading a search's store while 
 migrations and one of them dies half-way ("Online migration expected to match one row ... 0 found", "table ...
 already exists"), sometimes leaving ``_alembic_tmp_*`` tables behind. Every aae_tune process therefore opens a
 SQLite store under an exclusive ``flock`` on the store's folder: the first one creates it, the others wait and then
-find it complete. Server and other database URIs are opened as they are (the server owns its schema).
+find it complete. Server and other database URIs are opened as they are (the server owns its schema). Optuna
+migrates a new SQLite study file the same way; ``search.study.open_study`` takes the same lock.
 """
 
 from __future__ import annotations
