@@ -20,6 +20,18 @@ SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 LIKELIHOOD_FIGURES = {f"figures/{name}.png" for name in ("samples", "latent", "manifold", "neighbours")}
 
 
+def wait_for_port(port: int, what: str, timeout: float = 60) -> None:
+    """Until something listens on 127.0.0.1:``port`` (a server the test started)."""
+    deadline = time.time() + timeout
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return
+        except OSError:
+            assert time.time() < deadline, f"{what} did not start listening on port {port}"
+            time.sleep(0.3)
+
+
 def closed_port() -> int:
     """A local port nobody listens on: connecting to it is refused immediately."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

@@ -139,6 +139,5 @@ def log_search_report(tracker: Any, rows: list[Any], records: list[dict[str, Any
         if reports:
             save_efficiency_plot(reports, space, out)
         client.log_artifacts(parent, tmp, REPORT_DIR)
-    columns = {key: [str(r.get(key)) if isinstance(r.get(key), (list, dict)) else r.get(key) for r in records]
-               for key in dict.fromkeys(k for r in records for k in r)}
+    columns = {key: [r.get(key) for r in records] for key in dict.fromkeys(k for r in records for k in r)}
     client.log_table(parent, data=columns, artifact_file=f"{REPORT_DIR}/trials.json")

@@ -23,6 +23,7 @@ from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
 from aae_tune.schema import parse_overrides
 from aae_tune.search.space import NAME_PATTERN, SearchSpace, load_space
 from aae_tune.search.storage import check_storage_uri, is_uri, read_text, write_text
+from aae_tune.store import sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SMOKE_TRAIN_IMAGES = 5000  # --smoke trains on the first 5,000 training images (validation and test stay whole)
@@ -95,8 +96,8 @@ def check_tracking_uri(uri: str, problems: list[str]) -> None:
                     problems.append(f"--tracking-uri {shown}: /health answered {response.status}")
         except (urllib.error.URLError, OSError, ValueError) as exc:
             problems.append(f"--tracking-uri {shown}: MLflow server unreachable ({exc}); start it or fix the URI")
-    elif uri.startswith("sqlite:///"):
-        folder = Path(uri[len("sqlite:///"):]).expanduser().resolve().parent
+    elif (path := sqlite_path(uri)) is not None:
+        folder = path.resolve().parent
         if not folder.is_dir():
             problems.append(f"--tracking-uri {shown}: folder {folder} does not exist")
     elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")) and is_uri(uri):

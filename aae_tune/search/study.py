@@ -15,19 +15,20 @@ from pathlib import Path
 from typing import Any
 
 from aae_tune.search.space import SearchSpace
-from aae_tune.store import store_creation_lock
+from aae_tune.store import SQLITE_PREFIX, sqlite_path, store_creation_lock
 
 STUDY_FILE = "optuna.db"
 SIGNATURE_ATTR = "aae_space_signature"
-RDB_SCHEMES = ("sqlite:///", "postgresql", "mysql", "oracle", "mssql")
+RDB_SCHEMES = (SQLITE_PREFIX, "postgresql", "mysql", "oracle", "mssql")
 
 
 def default_study_storage(tracking_uri: str, storage_path: str) -> str | None:
     """``optuna.db`` beside a SQLite MLflow store, else in a local storage path; None (in memory) otherwise."""
-    if tracking_uri.startswith("sqlite:///"):
-        return f"sqlite:///{Path(tracking_uri[len('sqlite:///'):]).expanduser().resolve().parent / STUDY_FILE}"
+    store = sqlite_path(tracking_uri)
+    if store is not None:
+        return f"{SQLITE_PREFIX}{store.resolve().parent / STUDY_FILE}"
     if "://" not in storage_path:
-        return f"sqlite:///{Path(storage_path).expanduser().resolve() / STUDY_FILE}"
+        return f"{SQLITE_PREFIX}{Path(storage_path).expanduser().resolve() / STUDY_FILE}"
     return None
 
 
@@ -35,7 +36,7 @@ def check_study_storage(url: str, problems: list[str]) -> None:
     if not url.startswith(RDB_SCHEMES):
         problems.append(f"--optuna-storage {url}: not a SQLAlchemy URL Optuna can use; e.g. sqlite:///optuna.db or "
                         "postgresql://user@host/db")
-    elif url.startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).expanduser().resolve().parent.is_dir():
+    elif (path := sqlite_path(url)) is not None and not path.resolve().parent.is_dir():
         problems.append(f"--optuna-storage {url}: its folder does not exist")
 
 
@@ -46,7 +47,8 @@ def space_signature(space: SearchSpace) -> dict[str, Any]:
 
 
 def _storage_exists(url: str) -> bool:
-    return not url.startswith("sqlite:///") or Path(url[len("sqlite:///"):]).expanduser().is_file()
+    path = sqlite_path(url)
+    return path is None or path.is_file()
 
 
 def warm_start_points(url: str | None, study_name: str, space: SearchSpace,

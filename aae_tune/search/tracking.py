@@ -134,7 +134,7 @@ class SearchTracker:
 
     def describe(self, run_id: str, markdown: str) -> None:
         """The run's description (the note the MLflow UI shows on the run's page)."""
-        self.client.set_tag(run_id, MLFLOW_RUN_NOTE, markdown)
+        self.set_tags(run_id, {MLFLOW_RUN_NOTE: markdown})
 
     def trial_run(self, trial_id: str, run_name: str | None = None) -> str:
         """The nested run of ``trial_id``, created on first sight and reused after a resume."""

@@ -2,16 +2,13 @@
 (--storage-path s3://...) and the MLflow artifacts (--artifact-location s3://...). The search is SIGKILLed with its
 Ray, resumed and finalised there, and ends with one parent run and one run per trial, as on a local disk."""
 
-import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
-from tests.helpers import closed_port, kill_after_epochs, resume_cleanly, search_runs, start
+from tests.helpers import closed_port, kill_after_epochs, resume_cleanly, search_runs, start, wait_for_port
 
 BUCKET = "aae-bucket"
 pytestmark = pytest.mark.skipif(shutil.which("moto_server") is None, reason="moto[server] not installed ([test] extra)")
@@ -26,29 +23,18 @@ def s3_env():
     endpoint = f"http://127.0.0.1:{port}"
     env = {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing", "AWS_DEFAULT_REGION": "us-east-1",
            "AWS_ENDPOINT_URL": endpoint, "MLFLOW_S3_ENDPOINT_URL": endpoint}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)  # the search subprocesses and boto3 here inherit it
     try:
-        deadline = time.time() + 60
-        while True:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                assert time.time() < deadline, "moto server did not start"
-                time.sleep(0.3)
-        import boto3
+        with pytest.MonkeyPatch.context() as patch:  # the search subprocesses and boto3 here inherit it
+            for key, value in env.items():
+                patch.setenv(key, value)
+            wait_for_port(port, "moto server")
+            import boto3
 
-        boto3.client("s3").create_bucket(Bucket=BUCKET)
-        yield boto3.client("s3")
+            boto3.client("s3").create_bucket(Bucket=BUCKET)
+            yield boto3.client("s3")
     finally:
         server.terminate()
         server.wait(timeout=30)
-        for key, value in old.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
 
 
 def keys(s3, prefix: str) -> list[str]:

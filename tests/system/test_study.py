@@ -1,10 +1,8 @@
 """The Optuna study of a TPE search: persisted in SQLite beside the MLflow store, readable with optuna.load_study,
 listed by optuna-dashboard in a real browser, and the seed of a warm-started search of the same space."""
 
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import optuna
@@ -14,7 +12,7 @@ from aae_tune.cluster import browser
 from aae_tune.errors import ConfigError
 from aae_tune.search import cli as search
 from aae_tune.search.api import make_request
-from tests.helpers import closed_port, search_runs
+from tests.helpers import closed_port, search_runs, wait_for_port
 
 FIRST_TRIALS = 3
 
@@ -69,13 +67,7 @@ def test_optuna_dashboard_lists_the_study(first):
     proc = subprocess.Popen([str(dashboard), f"sqlite:///{first}/optuna.db", "--host", "127.0.0.1", "--port",
                              str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        deadline = time.time() + 60
-        while time.time() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=1).close()
-                break
-            except OSError:
-                time.sleep(0.5)
+        wait_for_port(port, "optuna-dashboard")
         text = browser.rendered_text(f"http://127.0.0.1:{port}/dashboard", ["first"])
         assert "first" in text, text[:2000]
     finally:
