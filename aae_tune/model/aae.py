@@ -132,10 +132,13 @@ class AdversarialAutoencoder(nn.Module):
         mean over the batch."""
         kind = self.cfg.recon_cost
         if kind == "bce":
-            # F.binary_cross_entropy's formula (logs clamped at -100), written out: a NaN from a diverging run must
-            # reach the trainer's non-finite check as a NaN, not fail F's input-range check with a RuntimeError
-            log_p, log_q = x_hat.log().clamp_min(-100), (1 - x_hat).log().clamp_min(-100)
-            return -(x * log_p + (1 - x) * log_q).sum(1).mean()
+            # F.binary_cross_entropy, whose backward stays finite where a sigmoid saturates to exactly 0 or 1 (a
+            # hand-written log(x_hat).clamp_min(-100) gives 0 * inf = NaN gradients there, killing Adam runs in
+            # epoch 1). F refuses NaN inputs with a RuntimeError, so NaNs are masked for F and added back as NaN:
+            # a diverging run must reach the trainer's non-finite check as a non-finite loss.
+            finite = x_hat.nan_to_num(nan=0.5).clamp(0, 1)
+            cost = F.binary_cross_entropy(finite, x, reduction="none").sum(1).mean()
+            return cost + 0 * x_hat.sum()  # NaN / inf in x_hat -> NaN cost
         cost = (x_hat - x).pow(2).sum(1).mean()
         return 0.5 * cost if kind == "half_squared" else cost
 

@@ -152,6 +152,18 @@ def test_reconstruction_costs():
         ExperimentConfig.from_dict({"recon_cost": "bce", "net": {"output": "linear"}})
 
 
+def test_bce_gradient_stays_finite_where_the_sigmoid_saturates():
+    # fp32 sigmoid of +-30 is exactly 1 / ~1e-13: log(1 - 1) = -inf, whose naive gradient is NaN
+    model = build_model(ExperimentConfig(recon_cost="bce"))
+    logits = torch.tensor([[30.0, -30.0, 3.0]], requires_grad=True)
+    cost = model.reconstruction_cost(torch.sigmoid(logits), torch.tensor([[0.0, 1.0, 0.5]]))
+    cost.backward()
+    assert torch.isfinite(cost) and torch.isfinite(logits.grad).all()
+    assert logits.grad[0, 1] < 0  # the wrongly saturated pixel still gets pushed the right way
+    nan_cost = model.reconstruction_cost(torch.tensor([[float("nan"), 0.5, 0.5]]), torch.zeros(1, 3))
+    assert torch.isnan(nan_cost)  # a diverged decoder reaches the trainer's non-finite check
+
+
 def test_hidden_dropout_draws_its_masks_from_the_trainers_generator():
     model = build_model(ExperimentConfig.from_dict({"hidden_dropout": 0.5,
                                                  "net": {"hidden": [64, 64], "disc_hidden": [8]}}))
