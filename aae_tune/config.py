@@ -19,8 +19,10 @@ from aae_tune.errors import ConfigError
 from aae_tune.experiments import MODEL_SPECS, EncoderKind, ModelKind, ModelSpec, PriorKind, ScoreKind
 from aae_tune.schema import from_dict, parse_overrides, set_path, to_dict
 
-# The fields a checkpoint's tensors (and the prior they were trained against) depend on.
-ARCHITECTURE_FIELDS = ("model", "code_dim", "encoder", "noise_dim", "net", "prior", "num_classes", "cluster_heads")
+# The fields a checkpoint's tensors (and the prior they were trained against) depend on. hidden_dropout is one:
+# its Dropout modules sit between the layers, so turning it on or off renumbers the state dict's keys.
+ARCHITECTURE_FIELDS = ("model", "code_dim", "encoder", "noise_dim", "net", "prior", "num_classes", "cluster_heads",
+                       "hidden_dropout")
 @dataclass(frozen=True)
 class NetConfig:
     """Sizes shared by encoder, decoder and discriminator MLPs."""

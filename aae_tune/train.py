@@ -127,7 +127,8 @@ class Trainer:
             sched.step()
         self.epoch += 1
         result.update(self.evaluate())
-        result["lr_reconstruction"] = self.optimizers["reconstruction"].param_groups[0]["lr"]
+        for phase in self.phases:  # the rate each schedule is at: a PBT-mutated schedule is visible per epoch
+            result[f"lr_{phase.group}"] = self.optimizers[phase.name].param_groups[0]["lr"]
         result["epoch_time_s"] = time.perf_counter() - start
         return result
 

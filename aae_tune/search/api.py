@@ -26,7 +26,8 @@ def make_request(space: str, *, num_samples: int | None = None, max_epochs: int 
                  name: str | None = None, resume: bool = False, top_k: int | None = None,
                  final_samples: int | None = None, smoke: bool = False, max_failures: int = 2,
                  dashboard: bool = False, optuna_storage: str | None = None,
-                 warm_start: str | None = None, artifact_location: str | None = None) -> SearchRequest:
+                 warm_start: str | None = None, artifact_location: str | None = None,
+                 train_best: str | None = None) -> SearchRequest:
     """A validated search, exactly as the command line builds it (the arguments are its flags; ``overrides`` are
     its ``--set`` pairs: dotted keys into the space file, e.g. ``{"code_dim": 8, "budget.max_concurrent": 2}``)."""
     args = build_parser().parse_args(["--space", space])  # the command line's defaults

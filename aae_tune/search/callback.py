@@ -24,8 +24,8 @@ from typing import Any
 from ray import tune
 
 from aae_tune.errors import is_divergence
-from aae_tune.names import SEARCH_RECORD, SPOOL_FILE, TAG_STOP_REASON, experiment_name
-from aae_tune.search.tracking import SearchTracker, numeric_metrics, redact_uri
+from aae_tune.names import SEARCH_RECORD, SPOOL_FILE, TAG_CONFIG_NOW, TAG_STOP_REASON, experiment_name
+from aae_tune.search.tracking import SearchTracker, flatten, numeric_metrics, redact_uri
 
 logger = logging.getLogger("aae_tune.tracking")
 RETRY_S = 30.0
@@ -128,7 +128,10 @@ class MlflowTrialCallback(tune.Callback):
         run_id = self.tracker.trial_run(trial_id, run_name=event.get("name"))
         kind = event["kind"]
         if kind == "start":
-            self.tracker.log_params(run_id, event["config"])
+            if self.tracker.log_params(run_id, event["config"]):
+                # A PBT member restarted from another's checkpoint with mutated values (MLflow params are
+                # write-once): the config it trains with now, as a tag, next to its per-epoch lr_* metrics.
+                self.tracker.set_tags(run_id, {TAG_CONFIG_NOW: json.dumps(flatten(event["config"]), default=str)})
         elif kind == "result":
             self._apply_result(trial_id, run_id, event)
         elif kind == "complete":

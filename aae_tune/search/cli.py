@@ -47,6 +47,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "--storage-path); open it with optuna-dashboard")
     p.add_argument("--warm-start", metavar="NAME",
                    help="seed TPE with the finished trials of the earlier search NAME of the same space")
+    p.add_argument("--train-best", metavar="SEARCH",
+                   help="train the best --num-samples (default 1) configurations of the finished search SEARCH "
+                   "again for --max-epochs (ranked by validation score; its own space and overrides; FIFO)")
     p.add_argument("--top-k", type=int, help="best trials that get the full Table 1 Parzen protocol")
     p.add_argument("--final-samples", type=int, help="model samples for that protocol (paper: 10000)")
     p.add_argument("--max-failures", type=int, default=2,

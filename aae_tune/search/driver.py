@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 from collections.abc import Iterator
 from typing import Any
 
+import numpy as np
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -23,6 +25,7 @@ from aae_tune.search.callback import MlflowTrialCallback, is_unreachable
 from aae_tune.search.finalize import SearchSummary, finalize_search, search_description
 from aae_tune.search.lineage import data_lineage
 from aae_tune.search.request import SMOKE_TRAIN_IMAGES, SearchRequest, write_search_record
+from aae_tune.search.retrain import source_tags
 from aae_tune.search.space import ParamSpec, SearchSpace
 from aae_tune.search.study import open_study
 from aae_tune.search.tracking import SearchTracker, redact_uri
@@ -46,6 +49,23 @@ def tune_domain(spec: ParamSpec) -> Any:
     return tune.randint(int(spec.low), int(spec.high))
 
 
+def pbt_mutation(spec: ParamSpec) -> Any:
+    """PBT's form of a distribution: a list for a choice (PBT shifts to a neighbouring value, or resamples), a
+    Tune domain for a range (PBT multiplies by 0.8 or 1.2, or resamples)."""
+    if spec.distribution == "choice":
+        return list(range(len(spec.values))) if spec.is_index_choice() else list(spec.values)
+    return tune_domain(spec)
+
+
+def clip_to_ranges(config: dict[str, Any], mutable: dict[str, ParamSpec]) -> dict[str, Any]:
+    """PBT's x0.8 / x1.2 steps know no bounds: keep each range-valued parameter inside the space's range."""
+    for key, spec in mutable.items():
+        if spec.distribution != "choice" and key in config:
+            high = spec.high - 1 if spec.distribution == "randint" else spec.high  # randint: high excluded
+            config[key] = type(config[key])(min(max(config[key], spec.low), high))
+    return config
+
+
 def tune_param_space(space: SearchSpace) -> dict[str, Any]:
     return {key: tune_domain(spec) for key, spec in space.params.items()}
 
@@ -54,8 +74,12 @@ def make_searcher(request: SearchRequest):
     space = request.space
     if space.searcher.type == "random":
         # Not a Tune Searcher: ConcurrencyLimiter cannot wrap it and TuneConfig.max_concurrent_trials is dropped for
-        # it (with a warning), so the limit goes to the generator itself.
-        return BasicVariantGenerator(random_state=request.seed, max_concurrent=request.max_concurrent)
+        # it (with a warning), so the limit goes to the generator itself. PBT compares a whole population: all of
+        # it is created at once and takes turns on the CPUs (paused at each perturbation, resumed from checkpoints).
+        limit = max(request.max_concurrent, request.num_samples) if space.scheduler.type == "pbt" else None
+        points = list(request.source.points) if request.source else None  # --train-best: the K configurations
+        return BasicVariantGenerator(random_state=request.seed, max_concurrent=limit or request.max_concurrent,
+                                     points_to_evaluate=points)
     sampler = TPESampler(seed=request.seed, n_startup_trials=space.searcher.n_startup_trials)
     storage = open_study(request.optuna_storage, request.name, space) if request.optuna_storage else None
     optuna = OptunaSearch(
@@ -69,10 +93,38 @@ def make_scheduler(request: SearchRequest):
     sched = request.space.scheduler
     if sched.type == "fifo":
         return FIFOScheduler()
+    if sched.type == "pbt":
+        # Synchronous: every member reaches the same epoch before the bottom ones copy the top ones, so a copied
+        # checkpoint is from the copier's own epoch and each trial's epochs (MLflow steps) run 1, 2, ... without
+        # repeats or gaps. PBT draws from Python's and NumPy's global generators: seeded for reproducible choices.
+        random.seed(request.seed)
+        np.random.seed(request.seed)
+        mutable = request.space.pbt_mutations()
+        return FinitePBT(
+            request.max_epochs, time_attr="epoch", perturbation_interval=sched.perturbation_interval,
+            hyperparam_mutations={key: pbt_mutation(spec) for key, spec in mutable.items()},
+            quantile_fraction=sched.quantile_fraction, resample_probability=sched.resample_probability,
+            custom_explore_fn=lambda config: clip_to_ranges(config, mutable),
+            synch=True, require_attrs=False,  # a diverged trial's last report has no epoch (report_divergence)
+        )
     return ASHAScheduler(
         time_attr="epoch", max_t=request.max_epochs,
         grace_period=min(sched.grace_period, request.max_epochs), reduction_factor=sched.reduction_factor,
     )
+
+
+class FinitePBT(PopulationBasedTraining):
+    """PBT that knows the trials' last epoch: a member copied into at its last epoch would train no further and
+    only duplicate the member it copied (two identical "best" trials), so the last epoch is never a perturbation."""
+
+    def __init__(self, max_epochs: int, **kwargs: Any):
+        super().__init__(**kwargs)
+        self.max_epochs = max_epochs
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        if result.get(self._time_attr, 0) >= self.max_epochs:
+            return TrialScheduler.CONTINUE  # the trial ends with this result
+        return super().on_trial_result(tune_controller, trial, result)
 
 
 def trial_resources(request: SearchRequest) -> dict[str, float]:
@@ -97,7 +149,9 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
         storage_path=request.storage_path,
         callbacks=[MlflowTrialCallback(tracker, request.max_epochs, spool_path(request))],
         checkpoint_config=tune.CheckpointConfig(
-            num_to_keep=2, checkpoint_score_attribute=space.metric, checkpoint_score_order=space.mode
+            # PBT copies a member's latest checkpoint after the member has moved on: keep more (Tune's advice)
+            num_to_keep=4 if space.scheduler.type == "pbt" else 2,
+            checkpoint_score_attribute=space.metric, checkpoint_score_order=space.mode,
         ),
         failure_config=tune.FailureConfig(max_failures=request.max_failures),
         progress_reporter=progress_reporter(request),
@@ -209,6 +263,8 @@ def _run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name, request.artifact_location)
     tracker.log_params(tracker.parent_run_id, search_params(request))
     tracker.log_space(request.space)
+    if request.source:
+        tracker.set_tags(tracker.parent_run_id, source_tags(request.source))
     tracker.record_data(data_lineage(data, request.space.dataset.name))
     tracker.describe(tracker.parent_run_id, "\n".join(search_description(request, tracker.lineage.caveat)))
     sent = MlflowTrialCallback(tracker, request.max_epochs, spool_path(request)).flush()  # left by an earlier run

@@ -42,7 +42,7 @@ from aae_tune.names import (
     VERSION_SMOKE,
     experiment_name,
 )
-from aae_tune.search.report import log_search_report
+from aae_tune.search.report import log_pbt_policy, log_search_report
 from aae_tune.search.request import SearchRequest
 from aae_tune.search.tracking import SearchTracker, redact_uri
 
@@ -57,6 +57,7 @@ def search_description(request: SearchRequest, data_caveat: str) -> list[str]:
         f"- budget: {request.num_samples} trials x {request.max_epochs} epochs, searcher {space.searcher.type}, "
         f"scheduler {space.scheduler.type}, seed {request.seed}{' (smoke)' if request.smoke else ''}",
         f"- data: {data_caveat or PAPER_DATA}",
+        *(f"- {line}" for line in (request.source.describe(space.metric) if request.source else [])),
     ]
 
 
@@ -328,6 +329,8 @@ def finalize_search(request: SearchRequest, results: Any, tracker: SearchTracker
     registered = register_best(tracker, best, model_uris[best.trial_id], request) if best else None
     records = trial_records(rows)
     log_trial_table(tracker, records)
+    if space.scheduler.type == "pbt":
+        log_pbt_policy(tracker, request.experiment_dir)
     log_search_report(tracker, rows, records, score_reports(results, space.metric), space, request.max_epochs)
     if best is not None:
         best_metrics = {f"best_{space.metric}": best.best_valid}

@@ -22,6 +22,7 @@ import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 import optuna  # noqa: E402
 
 from aae_tune.search.space import ParamSpec, SearchSpace  # noqa: E402
+from aae_tune.search.storage import read_text  # noqa: E402
 
 logger = logging.getLogger("aae_tune.report")
 REPORT_DIR = "report"
@@ -141,3 +142,12 @@ def log_search_report(tracker: Any, rows: list[Any], records: list[dict[str, Any
         client.log_artifacts(parent, tmp, REPORT_DIR)
     columns = {key: [r.get(key) for r in records] for key in dict.fromkeys(k for r in records for k in r)}
     client.log_table(parent, data=columns, artifact_file=f"{REPORT_DIR}/trials.json")
+
+
+def log_pbt_policy(tracker: Any, experiment_dir: str) -> None:
+    """PBT's record of every exploit, one JSON list per line as Tune writes it in the search's folder (member,
+    member copied, their iterations, the copied config, the mutated config): ``pbt/pbt_global.jsonl`` on the
+    parent run. Each member's resulting schedule is in its run's ``lr_*`` metrics."""
+    text = read_text(f"{experiment_dir.rstrip('/')}/pbt_global.txt")
+    if text:
+        tracker.client.log_text(tracker.parent_run_id, text, "pbt/pbt_global.jsonl")

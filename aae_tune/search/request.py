@@ -21,6 +21,7 @@ from typing import Any
 from aae_tune.errors import ConfigError
 from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
 from aae_tune.schema import parse_overrides
+from aae_tune.search.retrain import Source, load_source
 from aae_tune.search.space import NAME_PATTERN, SearchSpace, load_space
 from aae_tune.search.storage import check_storage_uri, is_uri, read_text, write_text
 from aae_tune.store import sqlite_path
@@ -57,6 +58,7 @@ class SearchRequest:
     warm_points: tuple[dict[str, Any], ...] = ()  # its trials' params ...
     warm_scores: tuple[float, ...] = ()  # ... and scores
     artifact_location: str | None = None  # where a new MLflow experiment keeps its artifacts (e.g. s3://...)
+    source: Source | None = None  # --train-best: the finished search whose best configurations this one trains
 
     @property
     def experiment_name(self) -> str:
@@ -187,16 +189,38 @@ def check_study(args: argparse.Namespace, space: SearchSpace, tracking_uri: str,
     return {"optuna_storage": url}
 
 
+def load_request_space(args: argparse.Namespace, tracking_uri: str) -> tuple[SearchSpace, Source | None]:
+    """The space file with its overrides, or for --train-best the source search's own space and best trials."""
+    overrides = parse_overrides(args.overrides)
+    if not args.train_best:
+        return load_space(args.space, overrides), None
+    problems: list[str] = []
+    check_tracking_uri(tracking_uri, problems)
+    if args.warm_start:
+        problems.append("--train-best trains fixed configurations; drop --warm-start")
+    if not problems:
+        k = args.num_samples if args.num_samples is not None else 1
+        space, source = load_source(tracking_uri, load_space(args.space).name, args.train_best, k, overrides,
+                                    problems)
+        if not problems:
+            return space, source
+    raise ConfigError(problems, "command line")
+
+
 def build_request(args: argparse.Namespace) -> SearchRequest:
     """Validate everything; raise one ConfigError listing all problems."""
-    space = load_space(args.space, parse_overrides(args.overrides))
+    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    space, source = load_request_space(args, tracking_uri)
     problems: list[str] = []
     budget, ev = space.budget, space.evaluation
+    num_samples = args.num_samples if args.num_samples is not None else (
+        len(source.points) if source else 2 if args.smoke else budget.num_samples)
     values: dict[str, Any] = {
-        "num_samples": args.num_samples if args.num_samples is not None else (2 if args.smoke else budget.num_samples),
+        "num_samples": num_samples,
         "max_epochs": args.max_epochs if args.max_epochs is not None else (2 if args.smoke else budget.max_epochs),
         "max_concurrent": args.max_concurrent if args.max_concurrent is not None else budget.max_concurrent,
-        "top_k": args.top_k if args.top_k is not None else ev.top_k,
+        # a long run of the best K: each of them gets the test protocol
+        "top_k": args.top_k if args.top_k is not None else (num_samples if source else ev.top_k),
         "final_samples": args.final_samples if args.final_samples is not None else (
             1000 if args.smoke else ev.final_samples),
     }
@@ -213,8 +237,8 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
     if args.max_failures < -1:
         problems.append(f"--max-failures: must be >= 0 (or -1 for no limit), got {args.max_failures}")
     storage = check_storage_path(args.storage_path, problems)
-    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    check_tracking_uri(tracking_uri, problems)
+    if not source:
+        check_tracking_uri(tracking_uri, problems)
     check_address(args.address, problems)
     if NAME_PATTERN.match(name) and ".." not in name and not problems:
         check_resume(f"{storage}/{name}", args.resume, problems)
@@ -227,7 +251,8 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
         space=space, space_path=str(args.space), name=name, seed=args.seed, cpus_per_trial=args.cpus_per_trial,
         gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=tracking_uri,
         address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke,
-        max_failures=args.max_failures, dashboard=args.dashboard, artifact_location=args.artifact_location, **values,
+        max_failures=args.max_failures, dashboard=args.dashboard, artifact_location=args.artifact_location,
+        source=source, **values,
     )
 
 
@@ -250,6 +275,7 @@ def describe_request(request: SearchRequest) -> str:
         f"# Optuna study: {redact_uri(request.optuna_storage) if request.optuna_storage else 'none (in memory)'}"
         + (f", warm-started from {request.warm_start} ({len(request.warm_points)} trials)"
            if request.warm_start else ""),
+        *(f"# {line}" for line in (request.source.describe(request.space.metric) if request.source else [])),
         yaml.safe_dump(request.space.to_dict(), sort_keys=False, width=110).rstrip(),
     ]
     return "\n".join(lines)

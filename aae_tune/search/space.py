@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 import yaml
 
-from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
+from aae_tune.config import ARCHITECTURE_FIELDS, SMOKE_OVERRIDES, ExperimentConfig
 from aae_tune.errors import ConfigError
 from aae_tune.experiments import reported_metrics
 from aae_tune.schema import collect, set_path, suggest, to_dict
@@ -84,14 +84,28 @@ class ParamSpec:
 
 @dataclass(frozen=True)
 class SchedulerSpec:
-    type: Literal["asha", "fifo"] = "asha"
-    grace_period: int = 2  # epochs every trial gets before ASHA may stop it
-    reduction_factor: float = 3.0
+    """ASHA (early stopping), FIFO (every trial runs its budget) or Population Based Training: every
+    ``perturbation_interval`` epochs the worst ``quantile_fraction`` of the population continue from a checkpoint of
+    the best, with the mutable searched values (rates, momenta, drops, regularisers: ``pbt_mutations``) perturbed
+    by x0.8 / x1.2 (or, with ``resample_probability``, drawn afresh). The result is a schedule, not one value."""
+
+    type: Literal["asha", "fifo", "pbt"] = "asha"
+    grace_period: int = 2  # ASHA: epochs every trial gets before ASHA may stop it
+    reduction_factor: float = 3.0  # ASHA
+    perturbation_interval: int = 4  # PBT: epochs between exploit / explore steps
+    quantile_fraction: float = 0.25  # PBT: bottom fraction that clones the top fraction
+    resample_probability: float = 0.25  # PBT: chance a mutated value is resampled instead of perturbed
 
     def check(self) -> list[str]:
         errs = [] if self.grace_period >= 1 else [f"grace_period: must be >= 1, got {self.grace_period}"]
         if not self.reduction_factor > 1:
             errs.append(f"reduction_factor: must be > 1, got {self.reduction_factor}")
+        if self.perturbation_interval < 1:
+            errs.append(f"perturbation_interval: must be >= 1, got {self.perturbation_interval}")
+        if not 0 < self.quantile_fraction <= 0.5:
+            errs.append(f"quantile_fraction: must be in (0, 0.5], got {self.quantile_fraction}")
+        if not 0 <= self.resample_probability <= 1:
+            errs.append(f"resample_probability: must be in [0, 1], got {self.resample_probability}")
         return errs
 
 
@@ -158,7 +172,27 @@ class SearchSpace:
         grids = [k for k, p in self.params.items() if p.distribution == "grid"]
         if grids and self.searcher.type != "random":
             errs.append(f"params.{grids[0]}: a grid needs searcher.type: random (Optuna samples, it does not grid)")
+        if self.scheduler.type == "pbt":
+            errs += self._check_pbt()
         return errs
+
+    def _check_pbt(self) -> list[str]:
+        errs = []
+        if self.searcher.type != "random":
+            errs.append("scheduler.type: pbt draws its own population and refuses a search algorithm; set "
+                        "searcher.type: random")
+        if not self.pbt_mutations():
+            fixed = ", ".join(ARCHITECTURE_FIELDS)
+            errs.append(f"scheduler.type: pbt needs a searched value it can change mid-run (a rate, momentum, drop "
+                        f"or regulariser); the model's shape ({fixed}, optim.optimizer) and grids stay fixed")
+        return errs
+
+    def pbt_mutations(self) -> dict[str, ParamSpec]:
+        """The searched values PBT may change on a copied checkpoint: not the architecture (the weights' shapes)
+        nor the optimizer kind (its state's layout), nor a grid (those are the user's fixed comparisons)."""
+        return {key: spec for key, spec in self.params.items()
+                if key.split(".")[0] not in ARCHITECTURE_FIELDS and key != "optim.optimizer"
+                and spec.distribution != "grid"}
 
     def experiment_config(self, sampled: dict[str, Any] | None = None, smoke: bool = False) -> ExperimentConfig:
         """The fixed part + (decoded) sampled values -> a validated ExperimentConfig."""

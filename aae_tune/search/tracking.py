@@ -152,14 +152,15 @@ class SearchTracker:
         runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=10_000)
         return {r.data.tags[TAG_TRIAL]: r.info.run_id for r in runs}
 
-    def log_params(self, run_id: str, params: dict[str, Any]) -> None:
-        """Log params once: a resumed run already has them (MLflow refuses to change a logged param)."""
+    def log_params(self, run_id: str, params: dict[str, Any]) -> list[str]:
+        """Log params once: a resumed run already has them (MLflow refuses to change a logged param). Returns the
+        keys whose logged value differs from the given one (a PBT member's mutated values)."""
         existing = self.client.get_run(run_id).data.params
-        new = [
-            Param(k, str(v)[:MAX_PARAM_LEN]) for k, v in flatten(params).items() if k not in existing
-        ]
+        flat = {k: str(v)[:MAX_PARAM_LEN] for k, v in flatten(params).items()}
+        new = [Param(k, v) for k, v in flat.items() if k not in existing]
         for i in range(0, len(new), 100):
             self.client.log_batch(run_id, params=new[i : i + 100])
+        return sorted(k for k, v in flat.items() if k in existing and existing[k] != v)
 
     def last_step(self, run_id: str, key: str = "epoch") -> int:
         """The highest step already logged for ``key`` (0 if none): what a resumed trial must not log again."""

@@ -80,6 +80,9 @@ def make_cases(tmp: Path, mnist_dir: Path) -> dict[str, tuple[list[str], str]]:
                              "X has shape (32, 32, 10), expected (32, 32, 3"),
         "svhn-not-given": (svhn, "SVHN is never downloaded automatically"),
         "metric-not-reported": ([*sp, "--set", "metric=valid_error"], "is not reported by the likelihood model"),
+        "train-best-unknown-search": ([*sp, "--train-best", "never-ran", "--tracking-uri",
+                                       f"sqlite:///{tmp}/none.db"], "--train-best never-ran: no MLflow store at"),
+        "pbt-with-tpe": ([*sp, "--set", "scheduler.type=pbt"], "pbt draws its own population"),
         "variant-inconsistent": (["search", "--space", "supervised_mnist", "--set", "num_labeled=100"],
                                  "the supervised model uses every label"),
     }
@@ -128,7 +131,8 @@ CASE_IDS = [
     "short-idx-payload", "unreachable-address", "unreachable-tracking", "bad-tracking-scheme", "tracking-not-a-uri",
     "resume-missing", "resume-without-name", "zero-trials", "negative-epochs", "zero-cpus", "negative-max-failures",
     "path-traversal-name",
-    "svhn-wrong-shape", "svhn-not-given", "metric-not-reported", "variant-inconsistent",
+    "svhn-wrong-shape", "svhn-not-given", "metric-not-reported", "variant-inconsistent", "train-best-unknown-search",
+    "pbt-with-tpe",
     "path-traversal-space-name", "storage-not-writable", "storage-is-a-file", "incompatible-checkpoint",
     "train-unknown-key",
 ]

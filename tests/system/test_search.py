@@ -14,8 +14,10 @@ import numpy as np
 import pytest
 import torch
 
+from aae_tune.errors import ConfigError
 from aae_tune.search import cli as search
 from aae_tune.search import run as run_search_api
+from aae_tune.search.api import make_request
 from tests.helpers import LIKELIHOOD_FIGURES, REPO_ROOT, search_runs
 
 N_TRIALS = 3
@@ -218,3 +220,56 @@ def test_random_search_honours_max_concurrent(tmp_path, ray_session):
     )
     assert len(spans) == 4 and all(len({*s}) == 2 for s in spans)  # two epochs each, reported apart
     assert all(end < next_start for (_, end), (next_start, _) in zip(spans, spans[1:], strict=False)), spans
+
+
+def test_pbt_copies_the_best_members_and_records_each_schedule(tmp_path, ray_session):
+    """Population Based Training on real Ray: 3 members x 3 epochs, a perturbation after every epoch but the last.
+    At epochs 1 and 2 the bottom member continues from the top member's checkpoint with mutated rates; every
+    trial's MLflow history still holds epochs 1, 2, 3 once each, a copied member carries the config it trains with
+    now, and the parent run holds Tune's exploit log."""
+    result = run_search_api(
+        "likelihood_mnist", smoke=True, num_samples=3, max_epochs=3, cpus_per_trial=1, seed=0, name="pbt",
+        storage_path=str(tmp_path / "ray_results"), tracking_uri=tracking(tmp_path), top_k=1, final_samples=500,
+        overrides={"searcher.type": "random", "scheduler.type": "pbt", "scheduler.perturbation_interval": 1},
+    )
+    client, parents, trials = runs_by_role(tmp_path, "pbt")
+    assert not result.interrupted and len(trials) == 3
+    log = client.download_artifacts(parents[0].info.run_id, "pbt/pbt_global.jsonl", str(tmp_path))
+    exploits = [json.loads(line) for line in Path(log).read_text().splitlines()]
+    assert len(exploits) == 2  # one bottom member per round (ceil(3 x 0.25)), rounds after epochs 1 and 2
+    for trial in trials:
+        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "valid_parzen_ll")]
+        assert steps == [1, 2, 3], (trial.info.run_name, steps)
+        assert len(client.get_metric_history(trial.info.run_id, "lr_adversarial")) == 3
+    copied = [t for t in trials if "aae_config_now" in t.data.tags]
+    assert copied, "no trial run records a mutated config"
+    for trial in copied:
+        now = json.loads(trial.data.tags["aae_config_now"])
+        assert any(str(now[k]) != trial.data.params[k] for k in ("optim.reconstruction.lr", "optim.adversarial.lr",
+                                                                  "code_dim", "prior.std"))
+
+
+def test_train_best_retrains_the_top_configurations_longer(smoke_search):
+    """Search, then train long: the 2 best trials of the smoke search (by validation score) run again for 3
+    epochs in a new search of the same experiment, linked to the source, each scored with the test protocol."""
+    root, _ = smoke_search
+    client, _, source_trials = runs_by_role(root, "smoke")
+    best_valid = {t.data.tags["aae_trial_id"]: max(m.value for m in client.get_metric_history(
+        t.info.run_id, "valid_parzen_ll")) for t in source_trials}
+    top2 = sorted(best_valid, key=best_valid.get, reverse=True)[:2]
+    result = run_search_api(
+        "likelihood_mnist", train_best="smoke", num_samples=2, max_epochs=3, smoke=True, seed=0, name="smoke-long",
+        storage_path=str(root / "ray_results"), tracking_uri=tracking(root), final_samples=500,
+    )
+    client, parents, trials = runs_by_role(root, "smoke-long")
+    tags = parents[0].data.tags
+    assert tags["aae_trained_from"] == "smoke" and json.loads(tags["aae_source_trials"]) == top2
+    assert "Trains the best 2 configuration(s) of search 'smoke'" in tags["mlflow.note.content"]
+    by_source = {t.data.tags["aae_trial_id"]: t for t in source_trials}
+    searched = [k for k in by_source[top2[0]].data.params if k in result.best.config]
+    for new, old in zip(sorted(trials, key=lambda t: t.data.tags["aae_trial_id"]), top2, strict=True):
+        assert {k: new.data.params[k] for k in searched} == {k: by_source[old].data.params[k] for k in searched}
+        assert [m.step for m in client.get_metric_history(new.info.run_id, "valid_parzen_ll")] == [1, 2, 3]
+    assert all(row.test_metrics for row in result.rows)  # --top-k defaults to every long run
+    with pytest.raises(ConfigError, match=r"no search of that name .*searches there: .*smoke"):
+        make_request("likelihood_mnist", train_best="smok", tracking_uri=tracking(root))

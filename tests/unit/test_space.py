@@ -116,3 +116,35 @@ def test_extends_cycle_is_refused(tmp_path):
     b.write_text(f"extends: {a}\nname: b\n")
     with pytest.raises(ConfigError, match="without cycles"):
         load_space(str(a))
+
+
+def test_pbt_mutates_only_what_a_copied_checkpoint_can_take():
+    space = load_space("likelihood_mnist", [("scheduler.type", "pbt"), ("searcher.type", "random")])
+    mutable = set(space.pbt_mutations())
+    assert {"optim.reconstruction.lr", "optim.adversarial.momentum", "optim.reconstruction.drop_epochs",
+            "input_dropout", "recon_cost"} <= mutable
+    # weight shapes (code size, encoder, prior, the Dropout modules' places) and the optimizer's state layout
+    assert not mutable & {"code_dim", "encoder", "prior.std", "hidden_dropout"}
+
+
+def test_pbt_refuses_a_search_algorithm_and_a_space_with_nothing_to_mutate():
+    with pytest.raises(ConfigError) as err:
+        load_space("likelihood_mnist", [("scheduler.type", "pbt"), ("scheduler.quantile_fraction", 0.7),
+                                        ("params", {"code_dim": {"distribution": "choice", "values": [4, 8]}})])
+    message = str(err.value)
+    assert "set searcher.type: random" in message  # TPE is the default searcher
+    assert "needs a searched value it can change mid-run" in message
+    assert "quantile_fraction: must be in (0, 0.5]" in message
+
+
+def test_pbt_mutations_stay_inside_the_space():
+    from aae_tune.search.driver import clip_to_ranges, pbt_mutation
+
+    space = load_space("likelihood_mnist", [("scheduler.type", "pbt"), ("searcher.type", "random")])
+    mutable = space.pbt_mutations()
+    assert pbt_mutation(mutable["optim.reconstruction.drop_epochs"]) == [0, 1, 2, 3]  # list-valued: by index
+    assert pbt_mutation(mutable["recon_cost"]) == ["squared", "bce"]
+    lr = mutable["optim.reconstruction.lr"]
+    clipped = clip_to_ranges({"optim.reconstruction.lr": lr.high * 1.2, "optim.adversarial.lr": 0.0}, mutable)
+    assert clipped["optim.reconstruction.lr"] == lr.high
+    assert clipped["optim.adversarial.lr"] == mutable["optim.adversarial.lr"].low

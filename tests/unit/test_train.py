@@ -10,7 +10,7 @@ from aae_tune.names import CHECKPOINT_FILE
 from aae_tune.train import Trainer, train
 
 METRICS = {"recon_loss", "disc_loss", "disc_accuracy", "gen_loss", "valid_recon_loss", "lr_reconstruction",
-           "epoch_time_s"}
+           "lr_adversarial", "epoch_time_s"}
 
 
 def states_equal(a: Trainer, b: Trainer) -> bool:
