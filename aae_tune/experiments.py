@@ -71,7 +71,7 @@ VALIDATION_METRICS: dict[ScoreKind, tuple[str, ...]] = {
     "components": ("valid_component_accuracy",),
     "reconstruction": (),
     "classification": ("valid_error",),
-    "clustering": ("valid_cluster_error",),
+    "clustering": ("valid_cluster_error", "valid_clusters_used"),
 }
 ALWAYS_REPORTED = ("valid_recon_loss",)
 

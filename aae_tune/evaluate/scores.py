@@ -46,6 +46,12 @@ def cluster_labels(q_y: np.ndarray, labels: np.ndarray) -> np.ndarray:
     return np.asarray(labels)[np.asarray(q_y).argmax(0)]
 
 
+def clusters_used(q_y: np.ndarray) -> float:
+    """How many of the K categories are the most probable one for at least one image; q_y (N, K). A collapsed
+    categorical head (the adversary on y has not spread q(y)) uses few of them."""
+    return float(len(np.unique(q_y.argmax(1))))
+
+
 def cluster_error(q_fit: np.ndarray, y_fit: np.ndarray, q_score: np.ndarray, y_score: np.ndarray) -> float:
     """Label the clusters on (q_fit, y_fit), then assign each scored image to its most probable cluster and
     return the percentage whose cluster label differs from its true label."""
@@ -89,7 +95,8 @@ def validation_scores(model: AdversarialAutoencoder, data: SplitData, *, seed: i
     if kind == "clustering":
         q, half = model_outputs(model, x, "classify"), len(y) // 2
         # cluster labels fitted on the second half of validation, error measured on the first half
-        return {"valid_cluster_error": cluster_error(q[half:], y[half:], q[:half], y[:half])}
+        return {"valid_cluster_error": cluster_error(q[half:], y[half:], q[:half], y[:half]),
+                "valid_clusters_used": clusters_used(q)}
     return {f"valid_{name}": value for name, value in _held_out_scores(model, x, y).items()}
 
 

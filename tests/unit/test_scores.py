@@ -8,7 +8,7 @@ import torch
 
 from aae_tune.config import ExperimentConfig
 from aae_tune.data.labels import balanced_subset, visible_labels
-from aae_tune.evaluate.scores import cluster_error, cluster_labels, error_rate
+from aae_tune.evaluate.scores import cluster_error, cluster_labels, clusters_used, error_rate
 from aae_tune.experiments import reported_metrics
 from aae_tune.model.priors import MixturePrior, SwissRollPrior
 
@@ -37,6 +37,7 @@ def test_cluster_error_on_a_toy_assignment():
     y_score = np.array([4, 7, 7, 4])  # predicted 4, 7, 4, 7: two of four wrong
     assert cluster_error(q_fit, y_fit, q_score, y_score) == 50.0
     assert cluster_error(q_fit, y_fit, q_score[:2], y_score[:2]) == 0.0
+    assert clusters_used(q_score) == 2.0 and clusters_used(q_score[[0, 2]]) == 1.0  # a collapsed head
 
 
 def test_balanced_subset_is_balanced_seeded_and_disjoint_per_class():
