@@ -11,7 +11,7 @@ family a model is judged by is declared in ``aae_tune.experiments`` (``Experimen
 | components (conditioned) | valid_component_accuracy: % of codes in their label's component | test_component_accuracy |
 | reconstruction (supervised) | valid_recon_loss (the trainer's) | test_recon_loss |
 | classification (labeled categorical) | valid_error: % misclassified by argmax q(y|x) | test_error |
-| clustering (unlabeled categorical) | valid_cluster_error: the cluster-label protocol | test_cluster_error |
+| clustering (unlabeled categorical) | valid_cluster_error (+ valid_clusters_used) | test_cluster_error |
 """
 
 from __future__ import annotations
