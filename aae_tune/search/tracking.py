@@ -22,6 +22,7 @@ from mlflow.entities import Metric, Param, RunTag
 from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
+from aae_tune.experiments import VALIDATION_METRICS
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, TAG_TRIAL
 from aae_tune.search.lineage import DataLineage
 from aae_tune.store import mlflow_client
@@ -34,6 +35,7 @@ TUNE_KEYS = {
     "iterations_since_restore", "timesteps_total", "episodes_total", "pid", "done", "trial_id",
     "checkpoint_dir_name", "should_checkpoint",
 }
+SCORED_METRICS = {m for metrics in VALIDATION_METRICS.values() for m in metrics}  # the scorer's, not the trainer's
 MAX_PARAM_LEN = 6000
 EXPERIMENT_KIND_TAG = "mlflow.experimentKind"
 MODEL_TRAINING_KIND = "custom_model_development"  # the MLflow UI's name for "train models, compare runs"
@@ -57,8 +59,12 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
-    """The finite numeric model metrics of a Tune result (Tune's bookkeeping keys and flags dropped)."""
-    return {k: float(v) for k, v in result.items() if k not in TUNE_KEYS and isinstance(v, (int, float))
+    """The finite numeric model metrics of a Tune result (Tune's bookkeeping keys and flags dropped). Validation
+    scores carried over from an earlier epoch (``evaluation.every_epochs`` > 1: Tune's schedulers need a score
+    every epoch) are dropped too, so an MLflow history holds each score at the epoch it was computed."""
+    carried = result.get("valid_epoch", result.get("epoch")) != result.get("epoch")
+    skip = TUNE_KEYS | {"valid_epoch"} | (SCORED_METRICS if carried else set())
+    return {k: float(v) for k, v in result.items() if k not in skip and isinstance(v, (int, float))
             and not isinstance(v, bool) and math.isfinite(v)}
 
 

@@ -100,7 +100,7 @@ def train_and_report(trainer: Trainer, data: SplitData, settings: TrialSettings)
     while trainer.epoch < cfg.epochs:
         metrics = trainer.train_epoch()
         if trainer.epoch % every == 0 or trainer.epoch == cfg.epochs or not last_score:
-            last_score = validation_metrics(trainer, data, settings)
+            last_score = validation_metrics(trainer, data, settings) | {"valid_epoch": trainer.epoch}
         # node_id makes placement visible (which Ray node ran which epoch); the driver records it as a tag.
         metrics.update(last_score, epoch=trainer.epoch, node_id=ray.get_runtime_context().get_node_id())
         with tempfile.TemporaryDirectory(prefix="aae_ckpt_") as directory:
