@@ -77,6 +77,10 @@ def load_source(tracking_uri: str, space_name: str, search: str, k: int, overrid
                         f"(searches there: {', '.join(known) or 'none'}); check the name, --space and --tracking-uri")
         return None, None
     parent = parents[0]
+    if parent.info.status != "FINISHED":  # its ranking is partial: trials still queued, or never scored
+        problems.append(f"{where}: that search has not finished (MLflow status {parent.info.status}); complete it "
+                        f"first (the same command with --resume --name {search}), then train its best")
+        return None, None
     space = source_space(client, parent.info.run_id, overrides, where, problems)
     if space is None:
         return None, None

@@ -191,6 +191,8 @@ def test_resume_after_interrupt_adds_no_duplicate_runs(tmp_path):
     assert proc.poll() is None, f"search ended before it could be interrupted:\n{log.read_text()[-4000:]}"
     proc.send_signal(signal.SIGINT)
     assert proc.wait(timeout=120) in (130, 0, 1, -2)
+    with pytest.raises(ConfigError, match="that search has not finished .* --resume --name interrupted"):
+        make_request("likelihood_mnist", train_best="interrupted", tracking_uri=tracking(tmp_path))
     resumed = subprocess.run([sys.executable, "-m", "aae_tune.search", *args, "--resume"], cwd=tmp_path, env=env,
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
