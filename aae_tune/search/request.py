@@ -149,12 +149,21 @@ def check_resume_matches(request_dir: str, record: dict[str, Any], problems: lis
                         "subpackage layout); its saved Tune state names modules that no longer exist. Start it again "
                         "under a new --name (its MLflow runs stay where they are)")
         return
-    diff = sorted(k for k in RESUMABLE_FIELDS if saved["space"].get(k) != record["space"].get(k))
-    diff += [k for k in ("seed", "smoke") if saved.get(k) != record.get(k)]
+    diff = differences({k: saved["space"].get(k) for k in RESUMABLE_FIELDS},
+                       {k: record["space"].get(k) for k in RESUMABLE_FIELDS})
+    diff += differences({k: saved.get(k) for k in ("seed", "smoke")}, {k: record.get(k) for k in ("seed", "smoke")})
     if diff:
-        problems.append(f"--resume: the search at {request_dir} was started with different {', '.join(diff)}; "
+        problems.append(f"--resume: the search at {request_dir} was started with different {'; '.join(diff)}; "
                         "its checkpoints belong to that config. Resume with the original --space/--set/--seed/"
-                        "--smoke, or start a new --name")
+                        "--smoke (e.g. --set KEY=VALUE-then for a default changed since), or start a new --name")
+
+
+def differences(then: Any, now: Any, prefix: str = "") -> list[str]:
+    """``key: X then, Y now`` for every leaf where two nested mappings differ."""
+    if isinstance(then, dict) and isinstance(now, dict):
+        return [d for k in sorted(then.keys() | now.keys(), key=str)
+                for d in differences(then.get(k), now.get(k), f"{prefix}{k}.")]
+    return [] if then == now else [f"{prefix.rstrip('.')}: {then!r} then, {now!r} now"]
 
 
 def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:

@@ -92,3 +92,12 @@ def test_resume_of_a_search_from_before_the_layout_is_refused_with_a_clear_messa
     problems = []
     check_resume_matches(str(tmp_path), record, problems)
     assert problems == []
+
+
+def test_resume_with_a_changed_default_names_the_value_then_and_now(tmp_path):
+    then = search_record(load_space("likelihood_mnist", [("scheduler.grace_period", 2)]), seed=0, smoke=False)
+    (tmp_path / SEARCH_RECORD).write_text(json.dumps(then))
+    problems: list[str] = []
+    check_resume_matches(str(tmp_path), search_record(load_space("likelihood_mnist"), seed=1, smoke=False), problems)
+    assert len(problems) == 1
+    assert "scheduler.grace_period: 2 then, 10 now; seed: 0 then, 1 now" in problems[0], problems[0]
