@@ -36,8 +36,7 @@ def tune_domain(spec: ParamSpec) -> Any:
     """A space file distribution as a Tune search domain (Optuna's searcher converts these itself)."""
     d = spec.distribution
     if d in ("choice", "grid"):
-        values = list(range(len(spec.values))) if spec.is_index_choice() else list(spec.values)
-        return tune.grid_search(values) if d == "grid" else tune.choice(values)
+        return tune.grid_search(choice_values(spec)) if d == "grid" else tune.choice(choice_values(spec))
     if d == "uniform":
         return tune.uniform(spec.low, spec.high)
     if d == "loguniform":
@@ -49,12 +48,15 @@ def tune_domain(spec: ParamSpec) -> Any:
     return tune.randint(int(spec.low), int(spec.high))
 
 
+def choice_values(spec: ParamSpec) -> list[Any]:
+    """What Tune passes a trial for a choice or grid: the values, or their indices for list-valued ones."""
+    return list(range(len(spec.values))) if spec.is_index_choice() else list(spec.values)
+
+
 def pbt_mutation(spec: ParamSpec) -> Any:
     """PBT's form of a distribution: a list for a choice (PBT shifts to a neighbouring value, or resamples), a
     Tune domain for a range (PBT multiplies by 0.8 or 1.2, or resamples)."""
-    if spec.distribution == "choice":
-        return list(range(len(spec.values))) if spec.is_index_choice() else list(spec.values)
-    return tune_domain(spec)
+    return choice_values(spec) if spec.distribution == "choice" else tune_domain(spec)
 
 
 def clip_to_ranges(config: dict[str, Any], mutable: dict[str, ParamSpec]) -> dict[str, Any]:
@@ -76,10 +78,10 @@ def make_searcher(request: SearchRequest):
         # Not a Tune Searcher: ConcurrencyLimiter cannot wrap it and TuneConfig.max_concurrent_trials is dropped for
         # it (with a warning), so the limit goes to the generator itself. PBT compares a whole population: all of
         # it is created at once and takes turns on the CPUs (paused at each perturbation, resumed from checkpoints).
-        limit = max(request.max_concurrent, request.num_samples) if space.scheduler.type == "pbt" else None
+        pbt = space.scheduler.type == "pbt"
+        limit = max(request.max_concurrent, request.num_samples) if pbt else request.max_concurrent
         points = list(request.source.points) if request.source else None  # --train-best: the K configurations
-        return BasicVariantGenerator(random_state=request.seed, max_concurrent=limit or request.max_concurrent,
-                                     points_to_evaluate=points)
+        return BasicVariantGenerator(random_state=request.seed, max_concurrent=limit, points_to_evaluate=points)
     sampler = TPESampler(seed=request.seed, n_startup_trials=space.searcher.n_startup_trials)
     storage = open_study(request.optuna_storage, request.name, space) if request.optuna_storage else None
     optuna = OptunaSearch(

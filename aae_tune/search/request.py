@@ -149,9 +149,10 @@ def check_resume_matches(request_dir: str, record: dict[str, Any], problems: lis
                         "subpackage layout); its saved Tune state names modules that no longer exist. Start it again "
                         "under a new --name (its MLflow runs stay where they are)")
         return
-    diff = differences({k: saved["space"].get(k) for k in RESUMABLE_FIELDS},
-                       {k: record["space"].get(k) for k in RESUMABLE_FIELDS})
-    diff += differences({k: saved.get(k) for k in ("seed", "smoke")}, {k: record.get(k) for k in ("seed", "smoke")})
+    def resumable(r: dict[str, Any]) -> dict[str, Any]:
+        return {**{k: r["space"].get(k) for k in RESUMABLE_FIELDS}, "seed": r.get("seed"), "smoke": r.get("smoke")}
+
+    diff = differences(resumable(saved), resumable(record))
     if diff:
         problems.append(f"--resume: the search at {request_dir} was started with different {'; '.join(diff)}; "
                         "its checkpoints belong to that config. Resume with the original --space/--set/--seed/"
