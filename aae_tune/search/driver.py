@@ -253,6 +253,13 @@ def short_name(key: str) -> str:
     return ".".join(p for p in (ABBREVIATIONS.get(part, part) for part in key.split(".")) if p)
 
 
+def cut_short(result: tune.Result) -> bool:
+    """A trial Tune stopped because its loop ended (Ctrl-C), not because the trial finished or the scheduler stopped
+    it. Tune marks all three TERMINATED; only the last two carry ``done`` in their last result. Without this check,
+    an interrupt during a search's last trial looked like a finished search whose last trial stopped early."""
+    return result.error is None and not result.metrics.get("done", False)
+
+
 def run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     """Start or resume the search, wait for it, evaluate and record its best trials."""
     with search_environment(request):
@@ -276,7 +283,7 @@ def _run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     print(f"search {request.name}: {request.num_samples} trials x {request.max_epochs} epochs on "
           f"{data.source}; MLflow {redact_uri(request.tracking_uri)} run {tracker.parent_run_id}", flush=True)
     results = build_tuner(request, data, tracker).fit()
-    if results.num_terminated + results.num_errors < request.num_samples:
+    if results.num_terminated + results.num_errors < request.num_samples or any(map(cut_short, results)):
         # Ctrl-C (Tune saved its state) or a driver-side failure: nothing to finalize yet.
         return SearchSummary.interrupted_search(request, tracker.parent_run_id)
     try:
