@@ -135,6 +135,9 @@ class ExperimentConfig:
     # Reconstruction cost per example: squared = ||x - x_hat||^2 (App. A.1's Euclidean cost), half_squared = half of
     # it (App. A.2.1, A.3), bce = binary cross-entropy of the sigmoid output (pixels in [0, 1] only).
     recon_cost: Literal["squared", "half_squared", "bce"] = "squared"
+    # Arithmetic of the training step: bf16 runs the phases' forward passes under torch.autocast (bfloat16 matrix
+    # multiplies, fp32 weights, optimizer state and costs). Validation scores, samples and Parzen stay fp32.
+    precision: Literal["fp32", "bf16"] = "fp32"
     num_classes: int = 10  # labels / clusters: size of y for the categorical models, components when conditioned
     # Training labels the model may use, drawn with the seed and balanced per class; null = every label. Models
     # without labels (likelihood, clustering) ignore it.

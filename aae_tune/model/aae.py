@@ -39,7 +39,8 @@ class Batch:
 
 
 def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's loss (prior samples -> 1, codes -> 0) and its accuracy, for logits (B, 1)."""
+    """D's loss (prior samples -> 1, codes -> 0) and its accuracy, for logits (B, 1); fp32 under bf16 autocast."""
+    logit_real, logit_fake = logit_real.float(), logit_fake.float()
     loss = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)) + \
         F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
     acc = 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean())
@@ -48,6 +49,7 @@ def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> tup
 
 def generator_bce(logit: torch.Tensor) -> torch.Tensor:
     """Non-saturating generator loss: maximise log D(code) rather than minimise log(1 - D(code))."""
+    logit = logit.float()  # an fp32 cost under bf16 autocast
     return F.binary_cross_entropy_with_logits(logit, torch.ones_like(logit))
 
 
@@ -130,6 +132,10 @@ class AdversarialAutoencoder(nn.Module):
     def reconstruction_cost(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         """The config's cost per example (see ``ExperimentConfig.recon_cost``) of x_hat (B, D) against the clean x,
         mean over the batch."""
+        with torch.autocast(x.device.type, enabled=False):  # the cost in fp32 when the forward ran in bf16
+            return self._reconstruction_cost(x_hat.float(), x)
+
+    def _reconstruction_cost(self, x_hat: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
         kind = self.cfg.recon_cost
         if kind == "bce":
             # F.binary_cross_entropy, whose backward stays finite where a sigmoid saturates to exactly 0 or 1 (a

@@ -88,7 +88,7 @@ class CategoricalAAE(AdversarialAutoencoder):
 
     def classification_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         logits, _ = self.encoder(self.corrupt(batch.labeled_x, generator))
-        loss = F.cross_entropy(logits, batch.labeled_y)
+        loss = F.cross_entropy(logits.float(), batch.labeled_y)  # fp32 under bf16 autocast
         return loss, {"class_loss": loss.detach()}
 
     # ---- inference ----------------------------------------------------------------------------------

@@ -170,6 +170,10 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
             metric=space.metric, mode=space.mode, num_samples=request.num_samples,
             # the concurrency limit lives in the searcher (make_searcher): Tune warns and ignores a second one
             search_alg=make_searcher(request), scheduler=make_scheduler(request),
+            # A finished trial's process (torch imported, the data mapped) trains the next one: without this each
+            # trial paid a fresh actor, ~2.7 s on this machine (benchmarks/soak.py). Trials keep no process-wide
+            # state (own generator, fork_rng at init), so reuse changes no number.
+            reuse_actors=True,
         ),
         run_config=run_config,
     )

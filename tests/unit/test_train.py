@@ -52,9 +52,10 @@ def test_same_seed_same_numbers_other_seed_other_numbers(small_mnist, tiny_confi
          "recon_cost": "half_squared", "hidden_dropout": 0.2},
         {"model": "dimred", "num_labeled": 30, "optim": {"classification": {"drop_epochs": [3]}}},
         {"model": "conditioned", "prior": {"kind": "swiss_roll"}, "num_labeled": 500},
+        {"precision": "bf16", "encoder": "gaussian", "recon_cost": "bce"},
     ],
     ids=["deterministic-adam-dropout", "gaussian-sgd-lr-drops", "universal-noise", "semisupervised-bn",
-         "dimred-learned-heads", "conditioned-swiss-roll"],
+         "dimred-learned-heads", "conditioned-swiss-roll", "bf16-gaussian-bce"],
 )
 def test_resume_is_exact(small_mnist, tiny_config, tmp_path, overrides):
     """4 epochs in one go == 2 epochs, save, restore in a fresh trainer, 2 more epochs (bit for bit)."""
