@@ -22,14 +22,13 @@ bf16 speed-up per space.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
+from gemm_floor import GemmRecorder, replay_seconds
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
 
@@ -42,56 +41,6 @@ from aae_tune.train import Trainer  # noqa: E402
 
 TARGET_FRACTION = 0.80
 EPOCH_IMAGES = 50_000
-MATMULS = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default}
-
-
-@dataclass(frozen=True)
-class Gemm:
-    """One recorded multiply: operand sizes and strides (bias first for addmm), dtype."""
-
-    op: str
-    sizes: tuple[tuple[int, ...], ...]
-    strides: tuple[tuple[int, ...], ...]
-    dtype: torch.dtype
-
-    @property
-    def flops(self) -> int:
-        (m, k), (_, n) = self.sizes[-2], self.sizes[-1]
-        return 2 * m * n * k
-
-    def operands(self) -> list[torch.Tensor]:
-        return [torch.empty_strided(size, stride, dtype=self.dtype).uniform_(-1, 1)
-                for size, stride in zip(self.sizes, self.strides, strict=True)]
-
-
-class GemmRecorder(TorchDispatchMode):
-    """Records every matrix multiply dispatched while active."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.gemms: list[Gemm] = []
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in MATMULS:
-            tensors = [a for a in args if isinstance(a, torch.Tensor)]
-            self.gemms.append(Gemm("addmm" if func is torch.ops.aten.addmm.default else "mm",
-                                   tuple(tuple(t.shape) for t in tensors), tuple(t.stride() for t in tensors),
-                                   tensors[-1].dtype))
-        return func(*args, **(kwargs or {}))
-
-
-def replay_seconds(gemms: list[Gemm], repeats: int) -> float:
-    """Seconds per replay of the recorded multiplies (median of ``repeats`` after one warm-up)."""
-    operands = [(g.op, g.operands()) for g in gemms]
-
-    def once() -> float:
-        start = time.perf_counter()
-        for op, args in operands:
-            torch.addmm(*args) if op == "addmm" else torch.mm(*args)
-        return time.perf_counter() - start
-
-    once()
-    return statistics.median(once() for _ in range(repeats))
 
 
 def timed(fn) -> float:

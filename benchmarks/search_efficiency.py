@@ -1,0 +1,166 @@
+"""Does TPE + ASHA find good configurations with less compute than random search? Best validation score against
+cumulative trial-epochs, for random + FIFO, Optuna TPE + ASHA and PBT, over several seeds.
+
+Every search is a real one (``aae_tune.search.run``: Ray Tune, Optuna, MLflow) of the likelihood space on a fixed
+training subset (the first ``--train-size`` images; validation and the score as in any search), named
+``eff-<method>-s<seed>`` in the given MLflow store. The benchmark is resumable: a finished search is read, not
+re-run; an interrupted one continues (``resume=True``); so after a Ctrl-C or the end of a session the same
+command picks up where it stopped.
+
+Per search, the trial-epochs in the order they were reported (MLflow's millisecond timestamps) give the curve
+best-score-so-far against trial-epochs spent. Per seed, the target is the best score random + FIFO reaches with its
+whole budget; the table gives the fraction of that budget each method needed to reach it (goal for TPE + ASHA:
+<= 25 %). The curves go to ``--out`` as a PNG and onto an MLflow run ``search-efficiency`` in the same store.
+Validation figures only.
+
+    python benchmarks/search_efficiency.py --tracking-uri sqlite:////path/eff/mlflow.db --storage-path /path/eff/ray \\
+        --seeds 0 1 2 --num-samples 16 --max-epochs 12 --train-size 10000 --data-dir /work/shared/data/mnist
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import statistics
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
+
+import matplotlib  # noqa: E402
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from aae_tune.data import load_mnist  # noqa: E402
+from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name  # noqa: E402
+from aae_tune.search import run as run_search  # noqa: E402
+from aae_tune.search.space import load_space  # noqa: E402
+from aae_tune.store import mlflow_client  # noqa: E402
+
+SPACE = "likelihood_mnist"
+GOAL_FRACTION = 0.25
+
+
+def methods(args: argparse.Namespace) -> dict[str, dict]:
+    """--set overrides per method; ASHA's rungs and PBT's interval scaled to the benchmark's short budget."""
+    return {
+        "random+fifo": {"searcher.type": "random", "scheduler.type": "fifo"},
+        "tpe+asha": {"searcher.type": "optuna_tpe", "searcher.n_startup_trials": args.startup_trials,
+                     "scheduler.type": "asha", "scheduler.grace_period": args.grace_period,
+                     "scheduler.reduction_factor": args.reduction_factor},
+        "pbt": {"searcher.type": "random", "scheduler.type": "pbt",
+                "scheduler.perturbation_interval": args.perturbation_interval},
+    }
+
+
+def search_state(client, experiment_id: str | None, name: str) -> str | None:
+    """The parent run's status of search ``name`` (None: never started)."""
+    if experiment_id is None:
+        return None
+    runs = client.search_runs([experiment_id], f"tags.{TAG_SEARCH} = '{name}' and tags.{TAG_ROLE} = '{ROLE_PARENT}'")
+    return runs[0].info.status if runs else None
+
+
+def curve(client, experiment_id: str, name: str, metric: str) -> list[tuple[int, float]]:
+    """(cumulative trial-epochs, best score so far) after every validation report of search ``name``."""
+    trials = client.search_runs([experiment_id], f"tags.{TAG_SEARCH} = '{name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'",
+                                max_results=10_000)
+    reports = []  # (timestamp, trial, epoch, score)
+    for trial in trials:
+        scores = {m.step: m.value for m in client.get_metric_history(trial.info.run_id, metric)}
+        for m in client.get_metric_history(trial.info.run_id, "recon_loss"):  # one point per epoch trained
+            reports.append((m.timestamp, trial.info.run_id, m.step, scores.get(m.step, math.nan)))
+    points, best = [], -math.inf
+    for spent, (_, _, _, score) in enumerate(sorted(reports), start=1):
+        if math.isfinite(score):
+            best = max(best, score)
+        points.append((spent, best))
+    return points
+
+
+def epochs_to_reach(points: list[tuple[int, float]], target: float) -> float:
+    return next((spent for spent, best in points if best >= target), math.inf)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--tracking-uri", required=True)
+    p.add_argument("--storage-path", required=True)
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--num-samples", type=int, default=16)
+    p.add_argument("--max-epochs", type=int, default=12)
+    p.add_argument("--train-size", type=int, default=10_000)
+    p.add_argument("--grace-period", type=int, default=3)
+    p.add_argument("--reduction-factor", type=int, default=3)
+    p.add_argument("--startup-trials", type=int, default=4)
+    p.add_argument("--perturbation-interval", type=int, default=3)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--max-concurrent", type=int, default=2)
+    p.add_argument("--smoke", action="store_true", help="tiny nets (CI-sized), to check the benchmark itself")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--out", default="search_efficiency.png")
+    args = p.parse_args(argv)
+    data = load_mnist(args.data_dir).head(args.train_size)
+    metric = load_space(SPACE).metric
+    client = mlflow_client(args.tracking_uri)
+    curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    for seed in args.seeds:
+        for method, overrides in methods(args).items():
+            name = f"eff-{method.replace('+', '-')}-s{seed}"
+            experiment = client.get_experiment_by_name(experiment_name(SPACE))
+            state = search_state(client, experiment.experiment_id if experiment else None, name)
+            if state != "FINISHED":
+                print(f"== {name}: {'resuming' if state else 'starting'}", flush=True)
+                result = run_search(SPACE, data=data, name=name, seed=seed, num_samples=args.num_samples,
+                                    max_epochs=args.max_epochs, max_concurrent=args.max_concurrent,
+                                    cpus_per_trial=args.cpus_per_trial, overrides=overrides, smoke=args.smoke,
+                                    tracking_uri=args.tracking_uri, storage_path=args.storage_path, top_k=1,
+                                    resume=state is not None)
+                if result.interrupted:
+                    print(f"{name} interrupted: run the same command again to continue")
+                    return 130
+                experiment = client.get_experiment_by_name(experiment_name(SPACE))
+            curves.setdefault(method, {})[seed] = curve(client, experiment.experiment_id, name, metric)
+    report(curves, args)
+    return 0
+
+
+def report(curves: dict[str, dict[int, list[tuple[int, float]]]], args: argparse.Namespace) -> None:
+    baseline = "random+fifo"
+    print(f"\n| method | best {SPACE} validation score (mean ± std over seeds) | trial-epochs spent | "
+          f"trial-epochs to reach random+FIFO's best, as a fraction of its budget |")
+    print("|---|---:|---:|---:|")
+    reached: dict[str, list[float]] = {}
+    for method, by_seed in curves.items():
+        bests = [pts[-1][1] for pts in by_seed.values()]
+        spent = [pts[-1][0] for pts in by_seed.values()]
+        fractions = [epochs_to_reach(pts, curves[baseline][seed][-1][1]) / curves[baseline][seed][-1][0]
+                     for seed, pts in by_seed.items()]
+        shown = ", ".join("never" if math.isinf(f) else f"{f:.0%}" for f in fractions)
+        std = statistics.stdev(bests) if len(bests) > 1 else 0.0
+        print(f"| {method} | {statistics.mean(bests):.2f} ± {std:.2f} | {statistics.mean(spent):.0f} | {shown} |")
+        reached[method] = fractions
+    met = all(f <= GOAL_FRACTION for f in reached["tpe+asha"])
+    print(f"\ngoal, TPE + ASHA needs <= {GOAL_FRACTION:.0%} of random + FIFO's trial-epochs on every seed: "
+          f"{'met' if met else 'NOT met'}")
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for (method, by_seed), color in zip(curves.items(), ("tab:gray", "tab:blue", "tab:orange"), strict=False):
+        for k, pts in enumerate(by_seed.values()):
+            ax.step(*zip(*pts, strict=True), where="post", color=color, alpha=0.8, label=method if k == 0 else None)
+    ax.set(xlabel="cumulative trial-epochs", ylabel="best validation Parzen LL so far (nats)",
+           title=f"{SPACE}: {args.num_samples} trials x {args.max_epochs} epochs, {args.train_size} images")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(args.out, dpi=120)
+    client = mlflow_client(args.tracking_uri)
+    experiment = client.get_experiment_by_name(experiment_name(SPACE))
+    run = client.create_run(experiment.experiment_id, run_name="search-efficiency",
+                            tags={"aae_benchmark": "search_efficiency"})
+    client.log_artifact(run.info.run_id, args.out)
+    client.set_terminated(run.info.run_id)
+    print(f"\ncurves: {args.out} (also on MLflow run {run.info.run_id})")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
