@@ -7,12 +7,13 @@ peak memory of every process involved, and the speed-up of 2 Ray workers over 1.
     python benchmarks/parzen_10m.py --model-uri DIR --num-samples 200000 --workers 1 2 --address 127.0.0.1:PORT
 
 What it runs is ``aae_tune.evaluate.parallel.parallel_parzen_run``, the code behind ``python -m aae_tune.evaluate``
-(progress bar with ETA on stderr). Before the run it measures, with one torch thread like each Ray task, the floor:
-the matrix multiplies of one shard alone (the decoder drawing it, the Parzen GEMMs against the 1000 validation
-points and against the 10K test points, recorded by gemm_floor.GemmRecorder and replayed), times shards, divided by
-workers. Memory: every 0.5 s the proportional set size (PSS: shared pages split between the processes that map
-them; plus RSS, which counts them in every process) of this process, its descendants (a local Ray) and, with
-``--address``, every process of the local cluster started by ``python -m aae_tune.cluster up``.
+(progress bar with ETA on stderr). Before the run it measures, with one
+torch thread like each Ray task, the floor: the matrix multiplies of one shard alone (the decoder drawing it, the
+Parzen GEMMs against the 1000 validation points and against the 10K test points, recorded by
+gemm_floor.GemmRecorder and replayed), times shards, divided by workers. Memory: every 5 s (reading smaps costs
+CPU: every 0.5 s took a quarter of a core) the proportional set size (PSS: shared pages split between the
+processes that map them; plus RSS, which counts them in every process) of this process, its descendants (a local
+Ray) and, with ``--address``, every process of the local cluster started by ``python -m aae_tune.cluster up``.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def memory_kb(pid: int) -> tuple[int, int]:
 class MemoryWatch(threading.Thread):
     """Peak of the summed PSS and RSS of the processes ``pids()`` names, sampled every ``every`` seconds."""
 
-    def __init__(self, pids, every: float = 0.5) -> None:
+    def __init__(self, pids, every: float = 5.0) -> None:
         super().__init__(daemon=True)
         self.pids, self.every = pids, every
         self.peak_pss_gb = self.peak_rss_gb = 0.0

@@ -46,6 +46,10 @@ DEFAULT_SHARD = 10_000
 MIN_POINTS_PER_TASK = 128
 # Shard ranges per worker: more, smaller tasks than workers balance uneven nodes and let the progress bar move.
 TASKS_PER_WORKER = 4
+# At most this many shards per task: at 10M samples, 4 tasks per worker meant 125 shards, about 5 minutes per test-
+# pass task on one thread, so the bar (which moves when a task returns) stood still for minutes. 16 shards is about
+# 40 s; the cost per task (model bytes, a (S+1) x points state) is milliseconds.
+MAX_SHARDS_PER_TASK = 16
 
 
 # ------------------------------------------------------------------------------------------------ the stream
@@ -161,6 +165,13 @@ def _as_points(name: str, x: np.ndarray | torch.Tensor, dim: int) -> np.ndarray:
     return np.ascontiguousarray(arr, dtype=np.float32)
 
 
+def shard_ranges(n_shards: int, workers: int) -> list[tuple[int, int]]:
+    """The [lo, hi) shard ranges of one pass's tasks: at least TASKS_PER_WORKER per worker (balance), none longer
+    than MAX_SHARDS_PER_TASK (a moving progress bar), never more ranges than shards."""
+    n_ranges = max(TASKS_PER_WORKER * workers, math.ceil(n_shards / MAX_SHARDS_PER_TASK))
+    return _split(n_shards, min(n_ranges, n_shards))
+
+
 def _run_pass(
     files_ref: ray.ObjectRef, points: np.ndarray, points_ref: ray.ObjectRef, sigmas: np.ndarray, seed: int,
     n_samples: int, shard_size: int, workers: int, num_gpus: float, bar: Any,
@@ -168,12 +179,11 @@ def _run_pass(
     """One pass: log-likelihoods (S, N) of all points, the number and checksum of the samples seen, and the node
     id of every task.
 
-    Tasks = shard ranges x point chunks, about ``TASKS_PER_WORKER * workers`` of them: shard ranges first (no
-    duplicated generation), point chunks only when there are fewer shards than workers. ``bar`` counts the samples
-    scored (a tqdm bar).
+    Tasks = shard ranges x point chunks, at least ``TASKS_PER_WORKER * workers`` of them and none with more than
+    ``MAX_SHARDS_PER_TASK`` shards: shard ranges first (no duplicated generation), point chunks only when there are
+    fewer shards than workers. ``bar`` counts the samples scored (a tqdm bar).
     """
-    n_shards = math.ceil(n_samples / shard_size)
-    ranges = _split(n_shards, min(TASKS_PER_WORKER * workers, n_shards))
+    ranges = shard_ranges(math.ceil(n_samples / shard_size), workers)
     n_chunks = max(1, min(math.ceil(workers / len(ranges)), len(points) // MIN_POINTS_PER_TASK))
     chunks = _split(len(points), n_chunks)
     task = _score_task.options(num_cpus=1, num_gpus=num_gpus)

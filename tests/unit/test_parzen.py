@@ -228,3 +228,17 @@ def test_real_mnist_table1_protocol(mnist):
     assert streamed.sigma == res.sigma
     assert abs(streamed.mean - res.mean) < 1e-3
     np.testing.assert_allclose(streamed.test_log_likelihoods, res.test_log_likelihoods, atol=1e-3)
+
+
+@pytest.mark.parametrize(("n_shards", "workers", "tasks"), [(1000, 2, 63), (1000, 64, 256), (10, 2, 8), (3, 8, 3),
+                                                         (1, 1, 1)])
+def test_shard_ranges_cover_the_stream_in_small_balanced_tasks(n_shards, workers, tasks):
+    """10M samples = 1000 shards: tasks of at most 16 shards (the progress bar moves every ~40 s), at least 4 per
+    worker when there are enough shards, contiguous and covering every shard once."""
+    from aae_tune.evaluate.parallel import MAX_SHARDS_PER_TASK, shard_ranges
+
+    ranges = shard_ranges(n_shards, workers)
+    assert ranges[0][0] == 0 and ranges[-1][1] == n_shards
+    assert all(hi > lo for lo, hi in ranges) and all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+    assert max(hi - lo for lo, hi in ranges) <= MAX_SHARDS_PER_TASK
+    assert len(ranges) == tasks
