@@ -26,7 +26,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m aae_tune.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model-uri", required=True, help="models:/name/version, runs:/<run_id>/path, or a local dir")
     p.add_argument("--num-samples", type=int, default=10_000, help="model samples N (paper: 10000)")
-    p.add_argument("--workers", type=int, default=None, help="parallel tasks (default: CPUs in the cluster)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="tasks running at once, one CPU each (default: CPUs in the cluster)")
     p.add_argument("--seed", type=int, default=0, help="seed of the sample stream")
     p.add_argument("--data-dir", default=None, help="folder with the MNIST IDX files (default: see load_mnist)")
     p.add_argument("--address", default=None, help="Ray cluster to join (default: start a local one)")

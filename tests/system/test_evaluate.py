@@ -7,6 +7,7 @@ import re
 import struct
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -105,6 +106,27 @@ def test_test_points_are_split_when_shards_are_few(ray_cluster, model, small_mni
     ref = single_process_parzen(model, valid, test, n_samples=1000, seed=3, shard_size=10_000, sigmas=sigmas)
     par = parallel_parzen(model, valid, test, n_samples=1000, seed=3, workers=2, sigmas=sigmas)
     assert_same_result(par, ref)
+
+
+@ray.remote(num_cpus=0.5)
+def _interval(index: int) -> dict:
+    start = time.time()
+    time.sleep(0.3)
+    return {"index": index, "span": (start, time.time())}
+
+
+@pytest.mark.parametrize("limit", [1, 2])
+def test_workers_is_how_many_tasks_run_at_once(ray_cluster, limit):
+    """--workers 1 on a cluster with room for 4 such tasks runs them one after another (it used to only set the task
+    count, so a '1 worker' timing ran on every CPU); results come back in submission order."""
+    from aae_tune.evaluate.parallel import _at_most
+
+    seen = []
+    outs = _at_most(limit, [(i,) for i in range(6)], _interval.remote, on_done=seen.append)
+    assert [o["index"] for o in outs] == list(range(6)) and len(seen) == 6
+    spans = sorted(o["span"] for o in outs)
+    overlapping = max(sum(s < end and start < e for s, e in spans) for start, end in spans)
+    assert overlapping == limit
 
 
 def test_parallel_rejects_bad_arguments(ray_cluster, model, small_mnist):
