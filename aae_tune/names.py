@@ -14,6 +14,7 @@ TAG_MODEL_URI = "aae_model_uri"  # on a trial run: its logged MLflow model
 TAG_REGISTERED = "aae_registered_model"  # on the parent run: models:/name/version of the best trial
 TAG_BEST_TRIAL = "best_trial_id"
 TAG_STOP_REASON = "stop_reason"
+TAG_ORPHANS = "aae_orphan_trials_deleted"  # on a parent run: trial ids whose runs a resume soft-deleted
 TAG_TRAINED_FROM = "aae_trained_from"  # on a --train-best parent run: the search whose best configs it trains
 TAG_SOURCE_RUN = "aae_source_run"  # ... that search's parent run id
 TAG_SOURCE_TRIALS = "aae_source_trials"  # ... its trials (JSON list), in this search's trial order

@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from aae_tune.experiments import VALIDATION_METRICS
-from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, TAG_STOP_REASON, TAG_TRIAL
+from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ORPHANS, TAG_ROLE, TAG_SEARCH, TAG_STOP_REASON, TAG_TRIAL
 from aae_tune.search.lineage import DataLineage
 from aae_tune.store import mlflow_client
 
@@ -154,26 +154,26 @@ class SearchTracker:
 
     def trial_runs(self) -> dict[str, str]:
         """trial id -> run id for every trial run of this search in the store."""
+        return {r.data.tags[TAG_TRIAL]: r.info.run_id for r in self._search_trial_runs()}
+
+    def _search_trial_runs(self) -> list[Any]:
         query = f"tags.{TAG_SEARCH} = '{self.search_name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'"
-        runs = self.client.search_runs([self.experiment_id], filter_string=query, max_results=10_000)
-        return {r.data.tags[TAG_TRIAL]: r.info.run_id for r in runs}
+        return self.client.search_runs([self.experiment_id], filter_string=query, max_results=10_000)
 
     def drop_orphan_trials(self, known: set[str]) -> list[str]:
         """Delete (MLflow's soft delete, restorable) the unfinished runs of trials that Tune does not know: a driver
         killed after a trial started (its run created) but before Tune saved its state forgets that trial, and the
         resumed search runs it again under a new id. Returns the orphans' trial ids, also recorded on the parent."""
-        orphans = []
-        for trial_id, run_id in sorted(self.trial_runs().items()):
-            if trial_id in known or self.client.get_run(run_id).info.status != "RUNNING":
-                continue
+        orphans = sorted((r.data.tags[TAG_TRIAL], r.info.run_id) for r in self._search_trial_runs()
+                         if r.data.tags[TAG_TRIAL] not in known and r.info.status == "RUNNING")
+        for trial_id, run_id in orphans:
             self.set_tags(run_id, {TAG_STOP_REASON: "orphaned: started before the driver was killed, unknown to "
                                                     "the resumed Tune state, which ran it again under another id"})
             self.client.delete_run(run_id)
             self._trial_runs.pop(trial_id, None)
-            orphans.append(trial_id)
         if orphans:
-            self.set_tags(self.parent_run_id, {"aae_orphan_trials_deleted": ",".join(orphans)})
-        return orphans
+            self.set_tags(self.parent_run_id, {TAG_ORPHANS: ",".join(t for t, _ in orphans)})
+        return [t for t, _ in orphans]
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> list[str]:
         """Log params once: a resumed run already has them (MLflow refuses to change a logged param). Returns the
