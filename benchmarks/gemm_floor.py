@@ -3,11 +3,14 @@
 A ``TorchDispatchMode`` records every ``mm`` / ``addmm`` dispatched while active (operand shapes, strides and
 dtype, so transposed backward operands are replayed as they were); ``replay_seconds`` times those multiplies on
 fresh tensors. floor / measured is the fraction of the machine's matrix rate that the code achieves with its own
-shapes. Used by epoch_throughput.py and parzen_10m.py.
+shapes. ``concurrent_replay_seconds`` replays them in several one-thread processes at once: how far the cores
+scale together (shared L3, memory bandwidth, clocks) before any framework is involved. Used by
+epoch_throughput.py and parzen_10m.py.
 """
 
 from __future__ import annotations
 
+import multiprocessing as mp
 import statistics
 import time
 from dataclasses import dataclass
@@ -61,9 +64,8 @@ class GemmRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
-def replay_seconds(gemms: list[Gemm], repeats: int) -> float:
-    """Seconds per replay of the recorded multiplies (median of ``repeats`` after one warm-up)."""
-    operands = [(g.op, g.operands()) for g in gemms]
+def replay_seconds_of(operands: list[tuple[str, list[torch.Tensor]]], repeats: int) -> float:
+    """Seconds per pass over prepared operands (median of ``repeats`` after one warm-up)."""
 
     def once() -> float:
         start = time.perf_counter()
@@ -73,3 +75,29 @@ def replay_seconds(gemms: list[Gemm], repeats: int) -> float:
 
     once()
     return statistics.median(once() for _ in range(repeats))
+
+
+def replay_seconds(gemms: list[Gemm], repeats: int) -> float:
+    """Seconds per replay of the recorded multiplies on fresh tensors, in this process."""
+    return replay_seconds_of([(g.op, g.operands()) for g in gemms], repeats)
+
+
+def _replay_after(barrier, gemms: list[Gemm], repeats: int, out) -> None:
+    torch.set_num_threads(1)
+    operands = [(g.op, g.operands()) for g in gemms]  # allocated before the start line, not timed
+    barrier.wait()
+    out.put(replay_seconds_of(operands, repeats))
+
+
+def concurrent_replay_seconds(gemms: list[Gemm], processes: int, repeats: int = 3) -> list[float]:
+    """Seconds per replay in each of ``processes`` fresh one-thread processes started together (spawned, so no
+    torch thread pool is inherited)."""
+    ctx = mp.get_context("spawn")
+    barrier, out = ctx.Barrier(processes), ctx.Queue()
+    procs = [ctx.Process(target=_replay_after, args=(barrier, gemms, repeats, out)) for _ in range(processes)]
+    for proc in procs:
+        proc.start()
+    seconds = [out.get() for _ in procs]
+    for proc in procs:
+        proc.join()
+    return seconds

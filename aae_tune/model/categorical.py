@@ -71,10 +71,12 @@ class CategoricalAAE(AdversarialAutoencoder):
         loss = self.reconstruction_cost(self.decoder(self.representation(y, z)), batch.x)  # x_hat: (B, data_dim)
         return loss, {"recon_loss": loss.detach()}
 
+    def regularization_encode(self, x: torch.Tensor, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.encode_parts(x)
+
     def discriminator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         n = batch.x.shape[0]
-        with torch.no_grad():
-            y, z = self.encode_parts(self.corrupt(batch.x, generator))
+        y, z = (t.detach() for t in self.regularization_codes(batch, generator, last_use=False))
         loss_z, acc_z = discriminator_bce(self.discriminator(self.prior.sample(n, generator).z), self.discriminator(z))
         loss_y, acc_y = discriminator_bce(self.discriminator_y(self.prior_y.sample(n, generator).z),
                                           self.discriminator_y(y))
@@ -82,7 +84,7 @@ class CategoricalAAE(AdversarialAutoencoder):
         return loss, {"disc_loss": loss.detach(), "disc_accuracy": acc_z, "disc_y_accuracy": acc_y}
 
     def generator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
-        y, z = self.encode_parts(self.corrupt(batch.x, generator))
+        y, z = self.regularization_codes(batch, generator, last_use=True)
         loss = generator_bce(self.discriminator(z)) + generator_bce(self.discriminator_y(y))
         return loss, {"gen_loss": loss.detach()}
 

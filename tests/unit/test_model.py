@@ -177,3 +177,44 @@ def test_hidden_dropout_draws_its_masks_from_the_trainers_generator():
     assert not torch.allclose(codes(1), codes(2))
     model.eval()  # no dropout at evaluation time
     torch.testing.assert_close(model.encoder(x), model.encoder(x))
+
+
+def sgd_step(phases: list, batch: Batch, g: torch.Generator, lr: float = 0.05) -> None:
+    """One mini-batch as the trainer runs it: the phases in order, each stepping only its own parameters."""
+    for phase in phases:
+        params = phase.parameters()
+        loss, _ = phase.loss(batch, g)
+        grads = torch.autograd.grad(loss, params)
+        with torch.no_grad():
+            for p, grad in zip(params, grads, strict=True):
+                p -= lr * grad
+
+
+@pytest.mark.parametrize(("model_name", "forwards"), [("likelihood", 2), ("clustering", 2), ("semisupervised", 3)])
+def test_one_encoder_forward_serves_both_regularization_steps(model_name, forwards, tiny_config):
+    """reconstruction, then one forward for discriminator + generator, then (semi-supervised) the labeled batch."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config.replace(model=model_name, num_classes=10, input_noise_std=0.3))
+    calls = []
+    model.encoder.register_forward_hook(lambda *_: calls.append(1))
+    batch = Batch(torch.rand(32, 784), None, torch.rand(10, 784), torch.arange(10))
+    sgd_step(model.phases(), batch, torch.Generator().manual_seed(0))
+    assert len(calls) == forwards
+    assert batch.shared == {}  # the generator step dropped the codes: nothing is carried into another step
+
+
+@pytest.mark.parametrize("model_name", ["likelihood", "clustering"])
+def test_shared_codes_give_the_generator_the_gradient_of_a_fresh_forward(model_name, tiny_config):
+    """After D's step, the generator's gradient through the codes kept from D's step equals the one through codes
+    computed again (no input corruption, so both forwards see the same input; only D moved in between)."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config.replace(model=model_name, num_classes=10))
+    x, g = torch.rand(32, 784), torch.Generator().manual_seed(0)
+    shared, fresh = Batch(x), Batch(x)
+    reconstruction, discriminator, generator = model.phases()[:3]
+    sgd_step([reconstruction, discriminator], shared, g, lr=0.5)
+    assert "codes" in shared.shared
+    kept = torch.autograd.grad(generator.loss(shared, g)[0], generator.parameters())
+    again = torch.autograd.grad(generator.loss(fresh, g)[0], generator.parameters())
+    for a, b in zip(kept, again, strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
