@@ -44,9 +44,15 @@ class Batch:
     shared: dict[str, Any] = field(default_factory=dict, compare=False, repr=False)
 
 
-def discriminator_bce(logit_real: torch.Tensor, logit_fake: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """D's loss (prior samples -> 1, codes -> 0) and its accuracy, for logits (B, 1); fp32 under bf16 autocast."""
-    logit_real, logit_fake = logit_real.float(), logit_fake.float()
+def discriminator_bce(
+    discriminator: nn.Module, real: torch.Tensor, fake: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's loss (prior samples real (B, d) -> 1, codes fake (B, d) -> 0) and its accuracy. One forward of the
+    stacked (2B, d) batch: one gradient per weight, where two forwards would leave two to sum (D has no
+    batch-dependent layer). The loss is fp32 under bf16 autocast."""
+    n = real.shape[0]
+    logits = discriminator(torch.cat([real, fake])).float()  # (2B, 1)
+    logit_real, logit_fake = logits[:n], logits[n:]
     loss = F.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)) + \
         F.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
     acc = 0.5 * ((logit_real > 0).float().mean() + (logit_fake < 0).float().mean())
@@ -174,9 +180,8 @@ class AdversarialAutoencoder(nn.Module):
     def discriminator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         fake = self.regularization_codes(batch, generator, last_use=False).detach()  # (B, code_dim), q(z)
         real = self.prior_sample(batch, generator)  # (B, code_dim), p(z)
-        logit_real = self.discriminator(self.discriminator_input(real, batch, is_prior=True))
-        logit_fake = self.discriminator(self.discriminator_input(fake, batch, is_prior=False))
-        loss, acc = discriminator_bce(logit_real, logit_fake)
+        loss, acc = discriminator_bce(self.discriminator, self.discriminator_input(real, batch, is_prior=True),
+                                      self.discriminator_input(fake, batch, is_prior=False))
         return loss, {"disc_loss": loss.detach(), "disc_accuracy": acc}
 
     def generator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:

@@ -77,9 +77,8 @@ class CategoricalAAE(AdversarialAutoencoder):
     def discriminator_loss(self, batch: Batch, generator: torch.Generator) -> tuple[torch.Tensor, Metrics]:
         n = batch.x.shape[0]
         y, z = (t.detach() for t in self.regularization_codes(batch, generator, last_use=False))
-        loss_z, acc_z = discriminator_bce(self.discriminator(self.prior.sample(n, generator).z), self.discriminator(z))
-        loss_y, acc_y = discriminator_bce(self.discriminator_y(self.prior_y.sample(n, generator).z),
-                                          self.discriminator_y(y))
+        loss_z, acc_z = discriminator_bce(self.discriminator, self.prior.sample(n, generator).z, z)
+        loss_y, acc_y = discriminator_bce(self.discriminator_y, self.prior_y.sample(n, generator).z, y)
         loss = loss_z + loss_y
         return loss, {"disc_loss": loss.detach(), "disc_accuracy": acc_z, "disc_y_accuracy": acc_y}
 

@@ -5,8 +5,8 @@ import torch
 from torch import nn
 
 from aae_tune.config import ExperimentConfig
-from aae_tune.model.aae import Batch
-from aae_tune.model.nets import Encoder, mlp
+from aae_tune.model.aae import Batch, discriminator_bce
+from aae_tune.model.nets import Encoder, SeededDropout, mlp
 from aae_tune.model.registry import build_model
 
 
@@ -218,3 +218,24 @@ def test_shared_codes_give_the_generator_the_gradient_of_a_fresh_forward(model_n
     again = torch.autograd.grad(generator.loss(fresh, g)[0], generator.parameters())
     for a, b in zip(kept, again, strict=True):
         torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("model_name", ["likelihood", "conditioned", "semisupervised", "dimred"])
+def test_one_stacked_discriminator_forward_equals_two(model_name, tiny_config):
+    """discriminator_bce judges prior samples and codes in one (2B, d) forward: the same loss and gradient as two
+    forwards, which holds because no discriminator has a layer that looks across the batch."""
+    torch.manual_seed(0)
+    model = build_model(tiny_config.replace(model=model_name, num_classes=10, hidden_dropout=0.2))
+    discriminators = [m for name, m in model.named_children() if name.startswith("discriminator")]
+    for disc in discriminators:
+        assert not [m for m in disc.modules() if isinstance(m, (nn.BatchNorm1d, nn.Dropout, SeededDropout))]
+        d = disc[0].in_features
+        real, fake = torch.randn(32, d), torch.randn(32, d)
+        stacked, _ = discriminator_bce(disc, real, fake)
+        grads = torch.autograd.grad(stacked, list(disc.parameters()))
+        logit_real, logit_fake = disc(real), disc(fake)
+        apart = nn.functional.binary_cross_entropy_with_logits(logit_real, torch.ones_like(logit_real)) + \
+            nn.functional.binary_cross_entropy_with_logits(logit_fake, torch.zeros_like(logit_fake))
+        torch.testing.assert_close(stacked, apart)
+        for a, b in zip(grads, torch.autograd.grad(apart, list(disc.parameters())), strict=True):
+            torch.testing.assert_close(a, b)
