@@ -23,7 +23,7 @@ from aae_tune.data.splits import DataSplits, SplitData
 from aae_tune.names import SPOOL_FILE
 from aae_tune.search.callback import MlflowTrialCallback, is_unreachable
 from aae_tune.search.finalize import SearchSummary, finalize_search, search_description
-from aae_tune.search.lineage import data_lineage
+from aae_tune.search.lineage import code_version, data_lineage
 from aae_tune.search.request import SMOKE_TRAIN_IMAGES, SearchRequest, write_search_record
 from aae_tune.search.retrain import source_tags
 from aae_tune.search.space import ParamSpec, SearchSpace
@@ -276,6 +276,9 @@ def _run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
     tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name, request.artifact_location)
     tracker.log_params(tracker.parent_run_id, search_params(request))
     tracker.log_space(request.space)
+    code_note = tracker.record_code(code_version(), resume=request.resume)
+    if code_note:
+        print(code_note, flush=True)
     if request.source:
         tracker.set_tags(tracker.parent_run_id, source_tags(request.source))
     tracker.record_data(data_lineage(data, request.space.dataset.name))

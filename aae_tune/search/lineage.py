@@ -1,22 +1,34 @@
-"""Which data a search trained and scored on, as MLflow records it: one dataset input per split (name, source,
-digest, sizes) on the parent run and on every trial run, plus tags that say where the data came from and whether
-it is the paper's full split. A search that fell back to the embedded 5K MNIST subset says so wherever it reports
-a figure (the run tags, the parent's description, the summary)."""
+"""Which data and which code a search trained with, as MLflow records it.
+
+Data: one dataset input per split (name, source, digest, sizes) on the parent run and on every trial run, plus tags
+that say where the data came from and whether it is the paper's full split. A search that fell back to the embedded
+5K MNIST subset says so wherever it reports a figure (the run tags, the parent's description, the summary).
+
+Code: the package version and, from a git checkout, the commit (MLflow's own ``mlflow.source.git.commit`` tag, which
+its UI shows) on the parent run. A change to the training step changes the numbers, so a search resumed under other
+code says so and records every version it ran under.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT
+from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
+
+import aae_tune
 
 TAG_DATA_SOURCE = "aae_data_source"
 TAG_DATA_FULL = "aae_data_full"  # "true" only for the paper's 50K/10K/10K MNIST split
 CONTEXTS = {"train": "training", "valid": "validation", "test": "test"}  # MLflow's dataset contexts
+TAG_CODE_VERSION = "aae_code_version"  # 0.1.0, or 0.1.0+g<commit>[.dirty] from a git checkout
+TAG_CODE_RESUMED = "aae_code_resumed_under"  # the other versions a resumed search trained under, in order
 
 
 @dataclass(frozen=True)
@@ -66,3 +78,33 @@ def data_lineage(data: Any, dataset_name: str) -> DataLineage:
         sizes={split: len(y) for split, (_, y) in splits.items()},
         digests={split: array_digest(x, y) for split, (x, y) in splits.items()},
     )
+
+
+def git(root: Path, *args: str) -> str:
+    return subprocess.run(["git", "-C", str(root), *args], capture_output=True, text=True, timeout=30,
+                          check=True).stdout.strip()
+
+
+def code_version(root: Path | None = None) -> dict[str, str]:
+    """Tags naming the code in use: the package version, and when the package's folder ``root`` is the top of a git
+    checkout, its commit and whether tracked files differ from it (``.dirty``). A package installed elsewhere (or a
+    folder inside some other repository) gets the version alone."""
+    root = Path(aae_tune.__file__).resolve().parents[1] if root is None else root.resolve()
+    try:
+        if Path(git(root, "rev-parse", "--show-toplevel")).resolve() != root:
+            return {TAG_CODE_VERSION: aae_tune.__version__}
+        commit = git(root, "rev-parse", "HEAD")
+        dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no"))
+    except (OSError, subprocess.SubprocessError):  # no git, not a checkout, no commit yet
+        return {TAG_CODE_VERSION: aae_tune.__version__}
+    return {TAG_CODE_VERSION: f"{aae_tune.__version__}+g{commit[:7]}{'.dirty' if dirty else ''}",
+            MLFLOW_GIT_COMMIT: commit}
+
+
+def resumed_code_tags(recorded: dict[str, str], current: dict[str, str]) -> dict[str, str]:
+    """Tags for a search resumed under ``current`` code whose parent run holds ``recorded``: nothing when the
+    version is the same, else the version appended to ``aae_code_resumed_under``."""
+    earlier = [v for v in recorded.get(TAG_CODE_RESUMED, "").split(",") if v]
+    last = earlier[-1] if earlier else recorded.get(TAG_CODE_VERSION)  # None: started before versions were recorded
+    now = current[TAG_CODE_VERSION]
+    return {} if now == last else {TAG_CODE_RESUMED: ",".join([*earlier, now])}

@@ -24,7 +24,7 @@ from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from aae_tune.experiments import VALIDATION_METRICS
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ORPHANS, TAG_ROLE, TAG_SEARCH, TAG_STOP_REASON, TAG_TRIAL
-from aae_tune.search.lineage import DataLineage
+from aae_tune.search.lineage import TAG_CODE_RESUMED, TAG_CODE_VERSION, DataLineage, resumed_code_tags
 from aae_tune.store import mlflow_client
 
 logger = logging.getLogger("aae_tune.tracking")
@@ -137,6 +137,22 @@ class SearchTracker:
     def _log_lineage(self, run_id: str) -> None:
         self.client.log_inputs(run_id, datasets=self.lineage.inputs())
         self.set_tags(run_id, self.lineage.tags())
+
+    def record_code(self, version: dict[str, str], resume: bool) -> str | None:
+        """The code version on the parent run; on a resume under other code, that version appended to
+        ``aae_code_resumed_under`` and a note to print (None when nothing changed)."""
+        if not resume:
+            self.set_tags(self.parent_run_id, version)
+            return None
+        recorded = self.client.get_run(self.parent_run_id).data.tags
+        tags = resumed_code_tags(recorded, version)
+        if not tags:
+            return None
+        self.set_tags(self.parent_run_id, tags)
+        started = recorded.get(TAG_CODE_VERSION, "(not recorded)")
+        return (f"note: search {self.search_name} started under code {started} and resumes under "
+                f"{version[TAG_CODE_VERSION]}: the epochs trained from here on use the new code (MLflow tag "
+                f"{TAG_CODE_RESUMED})")
 
     def describe(self, run_id: str, markdown: str) -> None:
         """The run's description (the note the MLflow UI shows on the run's page)."""

@@ -18,6 +18,7 @@ from aae_tune.errors import ConfigError
 from aae_tune.search import cli as search
 from aae_tune.search import run as run_search_api
 from aae_tune.search.api import make_request
+from aae_tune.search.lineage import TAG_CODE_RESUMED, TAG_CODE_VERSION, code_version
 from tests.helpers import LIKELIHOOD_FIGURES, REPO_ROOT, search_runs
 
 N_TRIALS = 3
@@ -204,6 +205,9 @@ def test_interrupt_during_the_last_trial_then_resume(tmp_path):
     assert resumed.returncode == 0, resumed.stdout[-3000:] + resumed.stderr[-3000:]
     client, parents, trials = runs_by_role(tmp_path, "interrupted")
     assert len(parents) == 1 and len(trials) == 2 and parents[0].info.status == "FINISHED"
+    # the same code both times: its version on the parent run, no note of a change
+    assert parents[0].data.tags[TAG_CODE_VERSION] == code_version()[TAG_CODE_VERSION]
+    assert TAG_CODE_RESUMED not in parents[0].data.tags and "started under code" not in resumed.stdout
     for trial in trials:
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "recon_loss")]
         assert steps == [1, 2, 3, 4], steps

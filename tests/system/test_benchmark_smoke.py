@@ -1,0 +1,40 @@
+"""The search-efficiency benchmark end to end at smoke size: real searches, the table, the plot on MLflow, and a
+second run that reads the finished searches instead of running them again."""
+
+import os
+import subprocess
+import sys
+
+from aae_tune.store import mlflow_client
+from tests.helpers import REPO_ROOT, SHARED_MNIST
+
+
+def run_benchmark(tmp_path, *extra: str) -> subprocess.CompletedProcess:
+    args = [sys.executable, str(REPO_ROOT / "benchmarks" / "search_efficiency.py"), "--smoke",
+            "--tracking-uri", f"sqlite:///{tmp_path}/mlflow.db", "--storage-path", str(tmp_path / "ray"),
+            "--seeds", "0", "--num-samples", "3", "--max-epochs", "2", "--train-size", "300",
+            "--data-dir", str(SHARED_MNIST), "--out", str(tmp_path / "curves.png"), *extra]
+    return subprocess.run(args, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_search_efficiency_compares_settings_and_resumes_from_mlflow(tmp_path):
+    settings = ["--methods", "tpe+asha", "--asha", "g1-rf2-st2", "g1-rf2-st1-e1"]
+    first = run_benchmark(tmp_path, *settings)
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    for name in ("eff-random-fifo-s0", "eff-tpe-asha-g1-rf2-st2-s0", "eff-tpe-asha-g1-rf2-st1-e1-s0"):
+        assert f"== {name}: starting" in first.stdout
+    rows = [line for line in first.stdout.splitlines() if line.startswith("| ")]
+    assert [row.split(" | ")[0] for row in rows[2:]] == ["| random+fifo", "| tpe+asha g1-rf2-st2",
+                                                          "| tpe+asha g1-rf2-st1-e1"]
+    assert all(row.count(" | ") == 3 for row in rows)
+    assert "tpe+asha g1-rf2-st2: " in first.stdout and (tmp_path / "curves.png").stat().st_size > 0
+    client = mlflow_client(f"sqlite:///{tmp_path}/mlflow.db")
+    plots = client.search_runs([e.experiment_id for e in client.search_experiments()],
+                               "tags.aae_benchmark = 'search_efficiency'")
+    assert [a.path for a in client.list_artifacts(plots[0].info.run_id)] == ["curves.png"]
+
+    again = run_benchmark(tmp_path, *settings)  # every search finished: read from MLflow, none run again
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert "starting" not in again.stdout and "resuming" not in again.stdout
+    assert [line for line in again.stdout.splitlines() if line.startswith("| ")] == rows
