@@ -48,16 +48,20 @@ DEFAULT_ASHA = "g3-rf3-st4"
 
 def asha_overrides(spec: str) -> dict:
     """``g<grace>-rf<reduction factor>-st<TPE startup trials>``, optionally ``-e<score every K epochs>`` (ASHA
-    reads a rung's score at its epoch; with the space's every-2-epochs scoring an odd rung sees the last even one)
-    and ``-n<trials>``."""
+    reads a rung's score at its epoch; with the space's every-2-epochs scoring an odd rung sees the last even one),
+    ``-n<trials>``, ``-mv`` (multivariate TPE) and ``-cl`` (constant liar)."""
     fields = {"g": "scheduler.grace_period", "rf": "scheduler.reduction_factor", "st": "searcher.n_startup_trials",
               "e": "evaluation.every_epochs", "n": "num_samples"}
+    switches = {"mv": "searcher.multivariate", "cl": "searcher.constant_liar"}
     out = {"searcher.type": "optuna_tpe", "scheduler.type": "asha"}
     for part in spec.split("-"):
+        if part in switches:
+            out[switches[part]] = True
+            continue
         key = part.rstrip("0123456789")
         if key not in fields or key == part:
             raise SystemExit(f"--asha {spec}: cannot read {part!r}; write e.g. g3-rf3-st4, g2-rf4-st8-e1, "
-                             "g2-rf3-st4-n32")
+                             "g2-rf3-st4-n32-mv-cl")
         out[fields[key]] = int(part[len(key):])
     return out
 
@@ -112,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--max-epochs", type=int, default=12)
     p.add_argument("--train-size", type=int, default=10_000)
     p.add_argument("--asha", nargs="+", default=[DEFAULT_ASHA],
-                   help="TPE + ASHA settings to compare, each g<grace>-rf<factor>-st<startup>[-e<every>][-n<trials>]")
+                   help="TPE + ASHA settings to compare, each "
+                        "g<grace>-rf<factor>-st<startup>[-e<every>][-n<trials>][-mv][-cl]")
     p.add_argument("--methods", nargs="+", default=["tpe+asha", "pbt"], choices=["tpe+asha", "pbt"],
                    help="besides random + FIFO, the baseline, which always runs")
     p.add_argument("--perturbation-interval", type=int, default=3)

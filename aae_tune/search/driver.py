@@ -82,7 +82,9 @@ def make_searcher(request: SearchRequest):
         limit = max(request.max_concurrent, request.num_samples) if pbt else request.max_concurrent
         points = list(request.source.points) if request.source else None  # --train-best: the K configurations
         return BasicVariantGenerator(random_state=request.seed, max_concurrent=limit, points_to_evaluate=points)
-    sampler = TPESampler(seed=request.seed, n_startup_trials=space.searcher.n_startup_trials)
+    tpe = space.searcher
+    sampler = TPESampler(seed=request.seed, n_startup_trials=tpe.n_startup_trials, multivariate=tpe.multivariate,
+                         constant_liar=tpe.constant_liar)
     storage = open_study(request.optuna_storage, request.name, space) if request.optuna_storage else None
     optuna = OptunaSearch(
         metric=space.metric, mode=space.mode, sampler=sampler, study_name=request.name, storage=storage,

@@ -113,6 +113,10 @@ class SchedulerSpec:
 class SearcherSpec:
     type: Literal["optuna_tpe", "random"] = "optuna_tpe"
     n_startup_trials: int = 4  # TPE: random trials before the model-based proposals start
+    # TPE: model the parameters jointly (Optuna's multivariate TPE) rather than one by one
+    multivariate: bool = False
+    # TPE with trials running at once: treat running trials as bad so the next proposal looks elsewhere
+    constant_liar: bool = False
 
     def check(self) -> list[str]:
         return [] if self.n_startup_trials >= 1 else [f"n_startup_trials: must be >= 1, got {self.n_startup_trials}"]

@@ -155,3 +155,16 @@ def test_asha_never_judges_adversarial_training_after_two_epochs(name):
     # measured (benchmarks/learning_curves.py, RESULTS.md): rankings after 2 epochs do not hold at 50
     space = load_space(name)
     assert space.scheduler.type != "asha" or space.scheduler.grace_period >= 10
+
+
+def test_tpe_options_reach_optunas_sampler(tmp_path):
+    from aae_tune.search.api import make_request
+    from aae_tune.search.driver import make_searcher
+
+    def sampler(**overrides):
+        request = make_request("likelihood_mnist", overrides=overrides, tracking_uri=f"sqlite:///{tmp_path}/m.db")
+        return make_searcher(request).searcher._sampler  # ConcurrencyLimiter -> OptunaSearch -> TPESampler
+
+    assert (sampler()._multivariate, sampler()._constant_liar) == (False, False)  # Optuna's defaults
+    tuned = sampler(**{"searcher.multivariate": True, "searcher.constant_liar": True})
+    assert (tuned._multivariate, tuned._constant_liar) == (True, True)
