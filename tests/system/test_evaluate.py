@@ -108,10 +108,28 @@ def test_test_points_are_split_when_shards_are_few(ray_cluster, model, small_mni
     assert_same_result(par, ref)
 
 
+@ray.remote(num_cpus=0)
+class _Arrivals:
+    def __init__(self) -> None:
+        self.started = 0
+
+    def arrive(self) -> None:
+        self.started += 1
+
+    def count(self) -> int:
+        return self.started
+
+
 @ray.remote(num_cpus=0.5)
-def _interval(index: int) -> dict:
+def _interval(index: int, arrivals, wave: int) -> dict:
+    """Holds its CPU slot until the rest of its wave of ``wave`` tasks has started (30 s at most), so tasks that run
+    at once overlap however slowly a loaded machine starts their workers."""
     start = time.time()
-    time.sleep(0.3)
+    ray.get(arrivals.arrive.remote())
+    wanted = min(6, (index // wave + 1) * wave)
+    while time.time() < start + 30 and ray.get(arrivals.count.remote()) < wanted:
+        time.sleep(0.05)
+    time.sleep(0.05)
     return {"index": index, "span": (start, time.time())}
 
 
@@ -122,11 +140,12 @@ def test_workers_is_how_many_tasks_run_at_once(ray_cluster, limit):
     from aae_tune.evaluate.parallel import _at_most
 
     seen = []
-    outs = _at_most(limit, [(i,) for i in range(6)], _interval.remote, on_done=seen.append)
+    arrivals = _Arrivals.remote()
+    outs = _at_most(limit, [(i, arrivals, limit) for i in range(6)], _interval.remote, on_done=seen.append)
     assert [o["index"] for o in outs] == list(range(6)) and len(seen) == 6
-    spans = sorted(o["span"] for o in outs)
-    overlapping = max(sum(s < end and start < e for s, e in spans) for start, end in spans)
-    assert overlapping == limit
+    events = sorted([(o["span"][0], 1) for o in outs] + [(o["span"][1], -1) for o in outs])  # an end sorts first
+    running = [sum(step for _, step in events[: i + 1]) for i in range(len(events))]
+    assert max(running) == limit  # the most tasks running at one moment
 
 
 def test_parallel_rejects_bad_arguments(ray_cluster, model, small_mnist):
