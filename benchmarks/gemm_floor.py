@@ -64,6 +64,11 @@ class GemmRecorder(TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+def prepared(gemms: list[Gemm]) -> list[tuple[str, list[torch.Tensor]]]:
+    """Fresh operands for every recorded multiply, allocated before any timing."""
+    return [(g.op, g.operands()) for g in gemms]
+
+
 def replay_seconds_of(operands: list[tuple[str, list[torch.Tensor]]], repeats: int) -> float:
     """Seconds per pass over prepared operands (median of ``repeats`` after one warm-up)."""
 
@@ -79,12 +84,12 @@ def replay_seconds_of(operands: list[tuple[str, list[torch.Tensor]]], repeats: i
 
 def replay_seconds(gemms: list[Gemm], repeats: int) -> float:
     """Seconds per replay of the recorded multiplies on fresh tensors, in this process."""
-    return replay_seconds_of([(g.op, g.operands()) for g in gemms], repeats)
+    return replay_seconds_of(prepared(gemms), repeats)
 
 
 def _replay_after(barrier, gemms: list[Gemm], repeats: int, out) -> None:
     torch.set_num_threads(1)
-    operands = [(g.op, g.operands()) for g in gemms]  # allocated before the start line, not timed
+    operands = prepared(gemms)  # before the start line
     barrier.wait()
     out.put(replay_seconds_of(operands, repeats))
 

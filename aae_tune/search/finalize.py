@@ -316,8 +316,7 @@ def log_trial_table(tracker: SearchTracker, records: list[dict[str, Any]]) -> No
 
 def finalize_search(request: SearchRequest, results: Any, tracker: SearchTracker, data: SplitData) -> SearchSummary:
     space = request.space
-    tracker.drop_orphan_trials({result.metrics.get("trial_id") for result in results})
-    runs = tracker.trial_runs()
+    runs = tracker.drop_orphan_trials({result.metrics.get("trial_id") for result in results})
     rows = [trial_row(result, request, runs) for result in results]
     to_log = [r for r in rows if r.checkpoint and r.run_id]
     model_uris = {r.trial_id: log_trial_model(tracker, r, data, request.seed)

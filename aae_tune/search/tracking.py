@@ -168,28 +168,26 @@ class SearchTracker:
             )
         return self._trial_runs[trial_id]
 
-    def trial_runs(self) -> dict[str, str]:
-        """trial id -> run id for every trial run of this search in the store."""
-        return {r.data.tags[TAG_TRIAL]: r.info.run_id for r in self._search_trial_runs()}
-
     def _search_trial_runs(self) -> list[Any]:
         query = f"tags.{TAG_SEARCH} = '{self.search_name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'"
         return self.client.search_runs([self.experiment_id], filter_string=query, max_results=10_000)
 
-    def drop_orphan_trials(self, known: set[str]) -> list[str]:
+    def drop_orphan_trials(self, known: set[str]) -> dict[str, str]:
         """Delete (MLflow's soft delete, restorable) the unfinished runs of trials that Tune does not know: a driver
         killed after a trial started (its run created) but before Tune saved its state forgets that trial, and the
-        resumed search runs it again under a new id. Returns the orphans' trial ids, also recorded on the parent."""
-        orphans = sorted((r.data.tags[TAG_TRIAL], r.info.run_id) for r in self._search_trial_runs()
-                         if r.data.tags[TAG_TRIAL] not in known and r.info.status == "RUNNING")
-        for trial_id, run_id in orphans:
+        resumed search runs it again under a new id. The orphans' trial ids go on the parent run; returns trial id ->
+        run id for every trial run left, from the same query."""
+        runs = {r.data.tags[TAG_TRIAL]: r for r in self._search_trial_runs()}
+        orphans = sorted(t for t, r in runs.items() if t not in known and r.info.status == "RUNNING")
+        for trial_id in orphans:
+            run_id = runs.pop(trial_id).info.run_id
             self.set_tags(run_id, {TAG_STOP_REASON: "orphaned: started before the driver was killed, unknown to "
                                                     "the resumed Tune state, which ran it again under another id"})
             self.client.delete_run(run_id)
             self._trial_runs.pop(trial_id, None)
         if orphans:
-            self.set_tags(self.parent_run_id, {TAG_ORPHANS: ",".join(t for t, _ in orphans)})
-        return [t for t, _ in orphans]
+            self.set_tags(self.parent_run_id, {TAG_ORPHANS: ",".join(orphans)})
+        return {t: r.info.run_id for t, r in runs.items()}
 
     def log_params(self, run_id: str, params: dict[str, Any]) -> list[str]:
         """Log params once: a resumed run already has them (MLflow refuses to change a logged param). Returns the
