@@ -14,6 +14,10 @@ whole budget; the table gives the fraction of that budget each method needed to 
 PBT), so tuning them re-runs only the cheap searches. The curves go to ``--out`` as a PNG and onto an MLflow run
 ``search-efficiency`` in the same store. Validation figures only.
 
+``--noise-seeds K...`` measures how much of the target is the draw of the initial weights: random + FIFO's best
+configuration of each seed is trained again (``--train-best``, same budget) with each weight seed K; the table gives
+the target against the mean ± std of those runs.
+
     python benchmarks/search_efficiency.py --tracking-uri sqlite:////path/eff/mlflow.db --storage-path /path/eff/ray \\
         --seeds 0 1 2 --num-samples 16 --max-epochs 12 --train-size 10000 --data-dir /work/shared/data/mnist
 """
@@ -120,6 +124,9 @@ def main(argv: list[str] | None = None) -> int:
                         "g<grace>-rf<factor>-st<startup>[-e<every>][-n<trials>][-mv][-cl]")
     p.add_argument("--methods", nargs="+", default=["tpe+asha", "pbt"], choices=["tpe+asha", "pbt"],
                    help="besides random + FIFO, the baseline, which always runs")
+    p.add_argument("--noise-seeds", type=int, nargs="*", default=[],
+                   help="also train random + FIFO's best configuration of each seed again with these seeds "
+                        "(--train-best): how much of the target is the initial weights' draw")
     p.add_argument("--perturbation-interval", type=int, default=3)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--max-concurrent", type=int, default=2)
@@ -133,25 +140,60 @@ def main(argv: list[str] | None = None) -> int:
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
     for seed in args.seeds:
         for method, (stem, overrides) in methods(args).items():
-            name = f"eff-{stem}-s{seed}"
             overrides = dict(overrides)
             num_samples = overrides.pop("num_samples", args.num_samples)
-            experiment = client.get_experiment_by_name(experiment_name(SPACE))
-            state = search_state(client, experiment.experiment_id if experiment else None, name)
-            if state != "FINISHED":
-                print(f"== {name}: {'resuming' if state else 'starting'}", flush=True)
-                result = run_search(SPACE, data=data, name=name, seed=seed, num_samples=num_samples,
-                                    max_epochs=args.max_epochs, max_concurrent=args.max_concurrent,
-                                    cpus_per_trial=args.cpus_per_trial, overrides=overrides, smoke=args.smoke,
-                                    tracking_uri=args.tracking_uri, storage_path=args.storage_path, top_k=1,
-                                    resume=state is not None)
-                if result.interrupted:
-                    print(f"{name} interrupted: run the same command again to continue")
-                    return 130
-                experiment = client.get_experiment_by_name(experiment_name(SPACE))
-            curves.setdefault(method, {})[seed] = curve(client, experiment.experiment_id, name, metric)
+            name = f"eff-{stem}-s{seed}"
+            experiment_id = finished_search(client, args, data, name=name, seed=seed, num_samples=num_samples,
+                                            overrides=overrides)
+            if experiment_id is None:
+                return 130
+            curves.setdefault(method, {})[seed] = curve(client, experiment_id, name, metric)
     report(curves, args)
+    if args.noise_seeds:
+        retrained: dict[int, list[float]] = {}
+        for seed in args.seeds:
+            for other in args.noise_seeds:  # random + FIFO's best configuration, trained again from other weights
+                name = f"eff-noise-s{seed}-w{other}"
+                experiment_id = finished_search(client, args, data, name=name, seed=other, num_samples=1,
+                                                train_best=f"eff-random-fifo-s{seed}")
+                if experiment_id is None:
+                    return 130
+                retrained.setdefault(seed, []).append(curve(client, experiment_id, name, metric)[-1][1])
+        report_noise(curves["random+fifo"], retrained, args.noise_seeds)
     return 0
+
+
+def finished_search(client, args: argparse.Namespace, data, *, name: str, seed: int, **options) -> str | None:
+    """Run search ``name`` unless it has finished (an interrupted one is resumed); its experiment id, or None if
+    it was interrupted again."""
+    experiment = client.get_experiment_by_name(experiment_name(SPACE))
+    state = search_state(client, experiment.experiment_id if experiment else None, name)
+    if state != "FINISHED":
+        print(f"== {name}: {'resuming' if state else 'starting'}", flush=True)
+        result = run_search(SPACE, data=data, name=name, seed=seed, max_epochs=args.max_epochs,
+                            max_concurrent=args.max_concurrent, cpus_per_trial=args.cpus_per_trial, smoke=args.smoke,
+                            tracking_uri=args.tracking_uri, storage_path=args.storage_path, top_k=1,
+                            resume=state is not None, **options)
+        if result.interrupted:
+            print(f"{name} interrupted: run the same command again to continue")
+            return None
+        experiment = client.get_experiment_by_name(experiment_name(SPACE))
+    return experiment.experiment_id
+
+
+def report_noise(baseline: dict[int, list[tuple[int, float]]], retrained: dict[int, list[float]],
+                 weight_seeds: list[int]) -> None:
+    """How much of random + FIFO's best score (the target) is its configuration, and how much the draw of the
+    initial weights: the same configuration trained again with other seeds."""
+    print(f"\n| seed | random + FIFO's best (the target) | its configuration, weight seeds "
+          f"{', '.join(map(str, weight_seeds))} | mean ± std | target - mean |")
+    print("|---:|---:|---|---:|---:|")
+    for seed, scores in retrained.items():
+        target = baseline[seed][-1][1]
+        mean = statistics.mean(scores)
+        std = statistics.stdev(scores) if len(scores) > 1 else 0.0
+        shown = ", ".join(f"{s:.2f}" for s in scores)
+        print(f"| {seed} | {target:.2f} | {shown} | {mean:.2f} ± {std:.2f} | {target - mean:+.2f} |")
 
 
 def report(curves: dict[str, dict[int, list[tuple[int, float]]]], args: argparse.Namespace) -> None:
