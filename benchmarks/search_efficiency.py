@@ -57,7 +57,9 @@ def asha_overrides(spec: str) -> dict:
     fields = {"g": "scheduler.grace_period", "rf": "scheduler.reduction_factor", "st": "searcher.n_startup_trials",
               "e": "evaluation.every_epochs", "n": "num_samples"}
     switches = {"mv": "searcher.multivariate", "cl": "searcher.constant_liar"}
-    out = {"searcher.type": "optuna_tpe", "scheduler.type": "asha"}
+    # a spec names its whole setting: TPE is independent unless -mv / -cl say otherwise, whatever the space's default
+    out = {"searcher.type": "optuna_tpe", "scheduler.type": "asha", "searcher.multivariate": False,
+           "searcher.constant_liar": False}
     for part in spec.split("-"):
         if part in switches:
             out[switches[part]] = True

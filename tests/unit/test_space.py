@@ -165,6 +165,7 @@ def test_tpe_options_reach_optunas_sampler(tmp_path):
         request = make_request("likelihood_mnist", overrides=overrides, tracking_uri=f"sqlite:///{tmp_path}/m.db")
         return make_searcher(request).searcher._sampler  # ConcurrencyLimiter -> OptunaSearch -> TPESampler
 
-    assert (sampler()._multivariate, sampler()._constant_liar) == (False, False)  # Optuna's defaults
-    tuned = sampler(**{"searcher.multivariate": True, "searcher.constant_liar": True})
-    assert (tuned._multivariate, tuned._constant_liar) == (True, True)
+    assert (sampler()._multivariate, sampler()._constant_liar) == (True, True)  # the space file's, measured
+    plain = sampler(**{"searcher.multivariate": False, "searcher.constant_liar": False})
+    assert (plain._multivariate, plain._constant_liar) == (False, False)  # Optuna's defaults, the typed defaults
+    assert load_space("semisupervised_mnist_100").searcher.multivariate is False
