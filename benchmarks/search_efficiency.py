@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
             if experiment_id is None:
                 return 130
             curves.setdefault(method, {})[seed] = curve(client, experiment_id, name, metric)
-    report(curves, args)
+    report(curves, args, client)
     if args.noise_seeds:
         retrained: dict[int, list[float]] = {}
         for seed in args.seeds:
@@ -198,7 +198,7 @@ def report_noise(baseline: dict[int, list[tuple[int, float]]], retrained: dict[i
         print(f"| {seed} | {target:.2f} | {shown} | {mean:.2f} ± {std:.2f} | {target - mean:+.2f} |")
 
 
-def report(curves: dict[str, dict[int, list[tuple[int, float]]]], args: argparse.Namespace) -> None:
+def report(curves: dict[str, dict[int, list[tuple[int, float]]]], args: argparse.Namespace, client) -> None:
     baseline = "random+fifo"
     print(f"\n| method | best {SPACE} validation score (mean ± std over seeds) | trial-epochs spent | "
           f"trial-epochs to reach random+FIFO's best, as a fraction of its budget |")
@@ -225,7 +225,6 @@ def report(curves: dict[str, dict[int, list[tuple[int, float]]]], args: argparse
     ax.legend()
     fig.tight_layout()
     fig.savefig(args.out, dpi=120)
-    client = mlflow_client(args.tracking_uri)
     experiment = client.get_experiment_by_name(experiment_name(SPACE))
     run = client.create_run(experiment.experiment_id, run_name="search-efficiency",
                             tags={"aae_benchmark": "search_efficiency"})

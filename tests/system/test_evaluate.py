@@ -8,6 +8,7 @@ import struct
 import subprocess
 import sys
 import time
+from itertools import accumulate
 from pathlib import Path
 
 import numpy as np
@@ -108,6 +109,9 @@ def test_test_points_are_split_when_shards_are_few(ray_cluster, model, small_mni
     assert_same_result(par, ref)
 
 
+TASKS = 6
+
+
 @ray.remote(num_cpus=0)
 class _Arrivals:
     def __init__(self) -> None:
@@ -126,7 +130,7 @@ def _interval(index: int, arrivals, wave: int) -> dict:
     at once overlap however slowly a loaded machine starts their workers."""
     start = time.time()
     ray.get(arrivals.arrive.remote())
-    wanted = min(6, (index // wave + 1) * wave)
+    wanted = min(TASKS, (index // wave + 1) * wave)
     while time.time() < start + 30 and ray.get(arrivals.count.remote()) < wanted:
         time.sleep(0.05)
     time.sleep(0.05)
@@ -141,11 +145,10 @@ def test_workers_is_how_many_tasks_run_at_once(ray_cluster, limit):
 
     seen = []
     arrivals = _Arrivals.remote()
-    outs = _at_most(limit, [(i, arrivals, limit) for i in range(6)], _interval.remote, on_done=seen.append)
-    assert [o["index"] for o in outs] == list(range(6)) and len(seen) == 6
+    outs = _at_most(limit, [(i, arrivals, limit) for i in range(TASKS)], _interval.remote, on_done=seen.append)
+    assert [o["index"] for o in outs] == list(range(TASKS)) and len(seen) == TASKS
     events = sorted([(o["span"][0], 1) for o in outs] + [(o["span"][1], -1) for o in outs])  # an end sorts first
-    running = [sum(step for _, step in events[: i + 1]) for i in range(len(events))]
-    assert max(running) == limit  # the most tasks running at one moment
+    assert max(accumulate(step for _, step in events)) == limit  # the most tasks running at one moment
 
 
 def test_parallel_rejects_bad_arguments(ray_cluster, model, small_mnist):
