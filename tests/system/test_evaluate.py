@@ -21,9 +21,11 @@ from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
 from aae_tune.errors import ModelURIError
 from aae_tune.evaluate import cli as evaluate
 from aae_tune.evaluate.parallel import generate_shard, parallel_parzen, single_process_parzen
+from aae_tune.evaluate.parzen import parzen_log_likelihood
+from aae_tune.evaluate.scores import in_memory_parzen
 from aae_tune.model.io import load_model_from_uri, save_model_files
 from aae_tune.train import train
-from tests.helpers import REPO_ROOT
+from tests.helpers import REPO_ROOT, SHARED_MNIST
 
 TOL = 1e-3  # nats: parallel vs single process differ only by float32 rounding of the blocked GEMMs
 
@@ -239,3 +241,23 @@ def test_mlflow_round_trip(model, model_dir, tmp_path):
 
     with pytest.raises(ModelURIError, match="cannot download model"):
         load_model_from_uri(f"runs:/{run_id}/not_there", tracking_uri=tracking_uri)
+
+
+def test_parzen_ceiling_benchmark_scores_samples_reconstructions_and_data(model, model_dir, mnist):
+    """benchmarks/parzen_ceiling.py: the protocol on the model's samples and on real images as computed here; the
+    same model three times gives three equal rows (seeded), and the per-epoch estimate's column is filled."""
+    n = 300
+    proc = subprocess.run([sys.executable, str(REPO_ROOT / "benchmarks" / "parzen_ceiling.py"), "--model-uri",
+                           *[str(model_dir)] * 3, "--n", str(n), "--estimate-samples", "200", "--estimate-seeds", "2",
+                           "--data-dir", str(SHARED_MNIST)], cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    rows = [line for line in proc.stdout.splitlines() if line.startswith(f"| {model_dir} |")]
+    assert len(rows) == 3 and len(set(rows)) == 1, proc.stdout
+    _, protocol_valid, samples, recon, data, estimate = rows[0].rstrip(" |").split(" | ")
+    valid, test = mnist.valid_x[:1000], mnist.test_x
+    ours = in_memory_parzen(model, valid, test, n, 0)
+    assert float(samples) == pytest.approx(ours.mean, abs=0.01)
+    assert float(protocol_valid) == pytest.approx(ours.valid_by_sigma.max(), abs=0.01)
+    assert float(data) == pytest.approx(parzen_log_likelihood(mnist.train_x[:n], valid, test).mean, abs=0.01)
+    assert np.isfinite(float(recon)) and " ± " in estimate
+    assert "Spearman of the 200-sample estimate" in proc.stdout
