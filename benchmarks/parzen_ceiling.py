@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import torch
 from scipy.stats import spearmanr
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a checkout without installing
@@ -30,16 +29,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 from aae_tune.data import load_mnist  # noqa: E402
 from aae_tune.evaluate.parzen import parzen_log_likelihood  # noqa: E402
 from aae_tune.evaluate.scores import SIGMA_SELECTION_POINTS, validation_parzen  # noqa: E402
-from aae_tune.model.inference import draw_samples  # noqa: E402
+from aae_tune.model.inference import draw_samples, model_outputs  # noqa: E402
 from aae_tune.model.io import load_model_from_uri  # noqa: E402
 
 
 def ceiling_row(model, data, n: int, seed: int) -> dict[str, float]:
     """The protocol on the model's samples, its reconstructions of n training images and those images."""
     valid, test, train = data.valid_x[:SIGMA_SELECTION_POINTS], data.test_x, data.train_x[:n]
-    with torch.no_grad():
-        z = model.encode(torch.as_tensor(train), generator=torch.Generator().manual_seed(seed))
-        recon = model.decode(z).numpy()
+    recon = model_outputs(model, train, "reconstruct")  # the encoder's mean code: no randomness
     sets = {"samples": draw_samples(model, n, seed), "reconstructions": recon, "training images": train}
     results = {name: parzen_log_likelihood(np.asarray(x, np.float32), valid, test) for name, x in sets.items()}
     row = {name: r.mean for name, r in results.items()}
@@ -63,13 +60,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     args = p.parse_args(argv)
     data = load_mnist(args.data_dir)
-    models = [load_model_from_uri(uri, args.tracking_uri, device="cpu") for uri in args.model_uri]
 
     print("| model | protocol's validation figure | test: samples | test: reconstructions of training images | "
           "test: training images |" + "".join(f" estimate, {n} samples |" for n in args.estimate_samples))
     print("|---" * (5 + len(args.estimate_samples)) + "|")
     refs, estimates = [], {n: [] for n in args.estimate_samples}
-    for uri, model in zip(args.model_uri, models, strict=True):
+    for uri in args.model_uri:  # one model in memory at a time
+        model = load_model_from_uri(uri, args.tracking_uri, device="cpu")
         row = ceiling_row(model, data, args.n, args.seed)
         refs.append(row["protocol valid"])
         cells = []
@@ -79,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
             cells.append(f" {mean:.2f} ± {std:.2f} |")
         print(f"| {uri} | {row['protocol valid']:.2f} | {row['samples']:.2f} | {row['reconstructions']:.2f} | "
               f"{row['training images']:.2f} |" + "".join(cells), flush=True)
-    if len(models) >= 3:
+    if len(args.model_uri) >= 3:
         for n, values in estimates.items():
             print(f"Spearman of the {n}-sample estimate with the protocol's validation figure: "
                   f"{spearmanr(refs, values)[0]:.2f}")

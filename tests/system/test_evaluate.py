@@ -22,7 +22,7 @@ from aae_tune.errors import ModelURIError
 from aae_tune.evaluate import cli as evaluate
 from aae_tune.evaluate.parallel import generate_shard, parallel_parzen, single_process_parzen
 from aae_tune.evaluate.parzen import parzen_log_likelihood
-from aae_tune.evaluate.scores import in_memory_parzen
+from aae_tune.evaluate.scores import SIGMA_SELECTION_POINTS, in_memory_parzen
 from aae_tune.model.io import load_model_from_uri, save_model_files
 from aae_tune.train import train
 from tests.helpers import REPO_ROOT, SHARED_MNIST
@@ -254,7 +254,7 @@ def test_parzen_ceiling_benchmark_scores_samples_reconstructions_and_data(model,
     rows = [line for line in proc.stdout.splitlines() if line.startswith(f"| {model_dir} |")]
     assert len(rows) == 3 and len(set(rows)) == 1, proc.stdout
     _, protocol_valid, samples, recon, data, estimate = rows[0].rstrip(" |").split(" | ")
-    valid, test = mnist.valid_x[:1000], mnist.test_x
+    valid, test = mnist.valid_x[:SIGMA_SELECTION_POINTS], mnist.test_x
     ours = in_memory_parzen(model, valid, test, n, 0)
     assert float(samples) == pytest.approx(ours.mean, abs=0.01)
     assert float(protocol_valid) == pytest.approx(ours.valid_by_sigma.max(), abs=0.01)
