@@ -74,6 +74,9 @@ VALIDATION_METRICS: dict[ScoreKind, tuple[str, ...]] = {
     "clustering": ("valid_cluster_error", "valid_clusters_used"),
 }
 ALWAYS_REPORTED = ("valid_recon_loss",)
+# Table 1: model samples of the Parzen window; the per-epoch validation estimate draws as many (a Parzen figure
+# depends on its sample count, not only its noise)
+TABLE1_SAMPLES = 10_000
 
 
 def reported_metrics(score: ScoreKind) -> set[str]:

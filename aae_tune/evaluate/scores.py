@@ -23,12 +23,12 @@ import numpy as np
 
 from aae_tune.data.splits import SplitData
 from aae_tune.evaluate.parzen import ParzenResult, parzen_log_likelihood
+from aae_tune.experiments import TABLE1_SAMPLES
 from aae_tune.model.aae import AdversarialAutoencoder
 from aae_tune.model.inference import draw_samples, model_outputs, recon_loss
 
 TEST_PREFIX = "test_"  # every figure test_scores returns is named test_*: reported, never optimised
 SIGMA_SELECTION_POINTS = 1000  # Table 1: sigma is chosen on 1000 validation images
-TABLE1_SAMPLES = 10_000  # Table 1: model samples of the Parzen window (the validation estimate uses as many)
 # (model, valid (N_v, D), test (N_t, D), n_samples, seed) -> the Table 1 protocol's result
 ParzenProtocol = Callable[[AdversarialAutoencoder, np.ndarray, np.ndarray, int, int], ParzenResult]
 

@@ -17,7 +17,7 @@ import yaml
 
 from aae_tune.config import ARCHITECTURE_FIELDS, SMOKE_OVERRIDES, ExperimentConfig
 from aae_tune.errors import ConfigError
-from aae_tune.experiments import reported_metrics
+from aae_tune.experiments import TABLE1_SAMPLES, reported_metrics
 from aae_tune.schema import collect, set_path, suggest, to_dict
 
 # Names end up in paths (Tune's experiment folder) and MLflow names: no separators, no "..".
@@ -128,8 +128,8 @@ class EvaluationSpec:
     # Model samples for the validation estimate: the Table 1 protocol's own count. The Parzen figure depends on it,
     # not only its noise: at 2K samples six trained models ranked with Spearman 0.43 against the protocol's
     # validation figure, at 10K with 1.0 (RESULTS.md, likelihood).
-    valid_samples: int = 10_000
-    final_samples: int = 10_000  # model samples for the Table 1 protocol on the best trials
+    valid_samples: int = TABLE1_SAMPLES
+    final_samples: int = TABLE1_SAMPLES  # model samples for the Table 1 protocol on the best trials
     top_k: int = 1  # how many best trials get the full Table 1 protocol
 
     def check(self) -> list[str]:
