@@ -41,10 +41,12 @@ def main(argv: list[str] | None = None) -> int:
     mu, x = torch.tensor(data.train_x[:10000]), torch.tensor(data.test_x)
     fp32, bf16 = (test_log_likelihoods(x, mu, protocol.sigma, dtype) for dtype in (torch.float32, torch.bfloat16))
     diff = (bf16 - fp32).abs()
-    print(f"sigma {protocol.sigma:.4f} (fp32 protocol, on validation); protocol figure {protocol.mean:.3f} nats")
-    print(f"fp32 GEMM: {fp32.mean():.3f} ± {fp32.std() / math.sqrt(len(x)):.3f} nats")
-    print(f"bf16 GEMM: {bf16.mean():.3f} nats, {bf16.mean() - fp32.mean():+.3f} against fp32")
-    print(f"per test image |bf16 - fp32|: mean {diff.mean():.3f}, max {diff.max():.3f} nats")
+    print("\n".join([
+        f"sigma {protocol.sigma:.4f} (fp32 protocol, on validation); protocol figure {protocol.mean:.3f} nats",
+        f"fp32 GEMM: {fp32.mean():.3f} ± {fp32.std() / math.sqrt(len(x)):.3f} nats",
+        f"bf16 GEMM: {bf16.mean():.3f} nats, {bf16.mean() - fp32.mean():+.3f} against fp32",
+        f"per test image |bf16 - fp32|: mean {diff.mean():.3f}, max {diff.max():.3f} nats",
+    ]))
     return 0
 
 

@@ -36,6 +36,7 @@ import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+from scipy.stats import spearmanr  # noqa: E402
 
 from aae_tune.data import load_mnist  # noqa: E402
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name  # noqa: E402
@@ -109,6 +110,31 @@ def curve(client, experiment_id: str, name: str, metric: str) -> list[tuple[int,
     return points
 
 
+def score_histories(client, experiment_id: str, name: str, metric: str) -> list[dict[int, float]]:
+    """Per trial of search ``name``: epoch -> validation score (finite scores only)."""
+    trials = client.search_runs([experiment_id], f"tags.{TAG_SEARCH} = '{name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'",
+                                max_results=10_000)
+    return [{m.step: m.value for m in client.get_metric_history(t.info.run_id, metric) if math.isfinite(m.value)}
+            for t in trials]
+
+
+def report_early_ranking(histories: list[dict[int, float]], last: int) -> None:
+    """How well a score at epoch k ranks random + FIFO's configurations by their score at the last epoch (Spearman,
+    pooled over seeds): all of them, and the best quarter by the last score (where the winner is chosen)."""
+    full = [h for h in histories if last in h]
+    best = sorted(full, key=lambda h: h[last])[-max(4, len(full) // 4):]
+    print(f"\nrandom + FIFO, {len(full)} configurations scored at epoch {last}: Spearman of the score at epoch k with "
+          f"the score at epoch {last}")
+    print("| k | all | best quarter |\n|---:|---:|---:|")
+    for k in sorted({k for h in full for k in h if k < last}):
+        cells = []
+        for group in (full, best):
+            pairs = [(h[k], h[last]) for h in group if k in h]
+            cells.append(f"{spearmanr(*zip(*pairs, strict=True))[0]:.2f} (n={len(pairs)})" if len(pairs) > 2
+                         else "-")
+        print(f"| {k} | {cells[0]} | {cells[1]} |")
+
+
 def epochs_to_reach(points: list[tuple[int, float]], target: float) -> float:
     return next((spent for spent, best in points if best >= target), math.inf)
 
@@ -140,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     metric = load_space(SPACE).metric
     client = mlflow_client(args.tracking_uri)
     curves: dict[str, dict[int, list[tuple[int, float]]]] = {}
+    random_histories: list[dict[int, float]] = []
     for seed in args.seeds:
         for method, (stem, overrides) in methods(args).items():
             overrides = dict(overrides)
@@ -150,7 +177,10 @@ def main(argv: list[str] | None = None) -> int:
             if experiment_id is None:
                 return 130
             curves.setdefault(method, {})[seed] = curve(client, experiment_id, name, metric)
+            if method == "random+fifo":
+                random_histories += score_histories(client, experiment_id, name, metric)
     report(curves, args, client)
+    report_early_ranking(random_histories, args.max_epochs)
     if args.noise_seeds:
         retrained: dict[int, list[float]] = {}
         for seed in args.seeds:

@@ -53,9 +53,11 @@ def ray_session():
     """A real local Ray (2 CPUs, loopback, no dashboard) shared by the tests that need one."""
     import ray
 
+    from aae_tune.cluster.ray_session import init_local_ray
+
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", log_to_driver=False)
+        init_local_ray(num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield ray
     if started:
         ray.shutdown()

@@ -32,6 +32,45 @@ def wait_for_port(port: int, what: str, timeout: float = 60) -> None:
             time.sleep(0.3)
 
 
+def process_tree(root: int) -> set[int]:
+    """``root`` and every process below it (from /proc: Linux)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    tree, todo = set(), [root]
+    while todo:
+        pid = todo.pop()
+        tree.add(pid)
+        todo.extend(children.get(pid, []))
+    return tree
+
+
+def listening_addresses(pids: set[int]) -> dict[str, set[int]]:
+    """IP address -> ports of every TCP socket that processes ``pids`` listen on (from /proc: Linux). IPv4-mapped
+    IPv6 addresses are given as IPv4."""
+    inodes = set()
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for fd in Path(f"/proc/{pid}/fd").iterdir():
+                with contextlib.suppress(OSError):
+                    target = os.readlink(fd)
+                    if target.startswith("socket:["):
+                        inodes.add(target[8:-1])
+    found: dict[str, set[int]] = {}
+    for table, family in (("/proc/net/tcp", socket.AF_INET), ("/proc/net/tcp6", socket.AF_INET6)):
+        for line in Path(table).read_text().splitlines()[1:]:
+            cols = line.split()
+            if cols[3] != "0A" or cols[9] not in inodes:  # 0A: LISTEN
+                continue
+            hex_ip, hex_port = cols[1].split(":")
+            raw = b"".join(bytes.fromhex(hex_ip[i:i + 8])[::-1] for i in range(0, len(hex_ip), 8))
+            ip = socket.inet_ntop(family, raw).removeprefix("::ffff:")
+            found.setdefault(ip, set()).add(int(hex_port, 16))
+    return found
+
+
 def closed_port() -> int:
     """A local port nobody listens on: connecting to it is refused immediately."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:

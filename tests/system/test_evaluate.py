@@ -17,6 +17,7 @@ import ray
 import torch
 
 from aae_tune import sample
+from aae_tune.cluster.ray_session import init_local_ray
 from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
 from aae_tune.errors import ModelURIError
 from aae_tune.evaluate import cli as evaluate
@@ -35,7 +36,7 @@ def ray_cluster():
     """A 2-CPU local Ray bound to loopback; shut down at module end only if this fixture started it."""
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=2, include_dashboard=False, _node_ip_address="127.0.0.1", logging_level="warning")
+        init_local_ray(num_cpus=2, include_dashboard=False, logging_level="warning")
     yield
     if started:
         ray.shutdown()
