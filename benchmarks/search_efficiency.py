@@ -93,29 +93,26 @@ def search_state(client, experiment_id: str | None, name: str) -> str | None:
     return runs[0].info.status if runs else None
 
 
-def curve(client, experiment_id: str, name: str, metric: str) -> list[tuple[int, float]]:
-    """(cumulative trial-epochs, best score so far) after every validation report of search ``name``."""
+def trial_scores(client, experiment_id: str, name: str, metric: str) -> dict[str, dict[int, float]]:
+    """Per trial (run id) of search ``name``: epoch -> validation score (finite scores only)."""
     trials = client.search_runs([experiment_id], f"tags.{TAG_SEARCH} = '{name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'",
                                 max_results=10_000)
+    return {t.info.run_id: {m.step: m.value for m in client.get_metric_history(t.info.run_id, metric)
+                            if math.isfinite(m.value)} for t in trials}
+
+
+def curve(client, scores: dict[str, dict[int, float]]) -> list[tuple[int, float]]:
+    """(cumulative trial-epochs, best score so far) after every epoch the trials of ``trial_scores`` trained."""
     reports = []  # (timestamp, trial, epoch, score)
-    for trial in trials:
-        scores = {m.step: m.value for m in client.get_metric_history(trial.info.run_id, metric)}
-        for m in client.get_metric_history(trial.info.run_id, "recon_loss"):  # one point per epoch trained
-            reports.append((m.timestamp, trial.info.run_id, m.step, scores.get(m.step, math.nan)))
+    for run_id, by_epoch in scores.items():
+        for m in client.get_metric_history(run_id, "recon_loss"):  # one point per epoch trained
+            reports.append((m.timestamp, run_id, m.step, by_epoch.get(m.step, math.nan)))
     points, best = [], -math.inf
     for spent, (_, _, _, score) in enumerate(sorted(reports), start=1):
         if math.isfinite(score):
             best = max(best, score)
         points.append((spent, best))
     return points
-
-
-def score_histories(client, experiment_id: str, name: str, metric: str) -> list[dict[int, float]]:
-    """Per trial of search ``name``: epoch -> validation score (finite scores only)."""
-    trials = client.search_runs([experiment_id], f"tags.{TAG_SEARCH} = '{name}' and tags.{TAG_ROLE} = '{ROLE_TRIAL}'",
-                                max_results=10_000)
-    return [{m.step: m.value for m in client.get_metric_history(t.info.run_id, metric) if math.isfinite(m.value)}
-            for t in trials]
 
 
 def report_early_ranking(histories: list[dict[int, float]], last: int) -> None:
@@ -176,9 +173,10 @@ def main(argv: list[str] | None = None) -> int:
                                             overrides=overrides)
             if experiment_id is None:
                 return 130
-            curves.setdefault(method, {})[seed] = curve(client, experiment_id, name, metric)
+            scores = trial_scores(client, experiment_id, name, metric)
+            curves.setdefault(method, {})[seed] = curve(client, scores)
             if method == "random+fifo":
-                random_histories += score_histories(client, experiment_id, name, metric)
+                random_histories += scores.values()
     report(curves, args, client)
     report_early_ranking(random_histories, args.max_epochs)
     if args.noise_seeds:
@@ -190,7 +188,8 @@ def main(argv: list[str] | None = None) -> int:
                                                 train_best=f"eff-random-fifo-s{seed}")
                 if experiment_id is None:
                     return 130
-                retrained.setdefault(seed, []).append(curve(client, experiment_id, name, metric)[-1][1])
+                scores = trial_scores(client, experiment_id, name, metric)
+                retrained.setdefault(seed, []).append(curve(client, scores)[-1][1])
         report_noise(curves["random+fifo"], retrained, args.noise_seeds)
     return 0
 
