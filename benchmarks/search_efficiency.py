@@ -11,8 +11,11 @@ Per search, the trial-epochs in the order they were reported (MLflow's milliseco
 best-score-so-far against trial-epochs spent. Per seed, the target is the best score random + FIFO reaches with its
 whole budget; the table gives the fraction of that budget each method needed to reach it (goal for TPE + ASHA:
 <= 25 %). ``--asha`` compares several TPE + ASHA settings against the same baselines (``--methods tpe+asha`` skips
-PBT), so tuning them re-runs only the cheap searches. The curves go to ``--out`` as a PNG and onto an MLflow run
-``search-efficiency`` in the same store. Validation figures only.
+PBT), so tuning them re-runs only the cheap searches. ``--methods random+asha`` runs each ``--asha`` setting's rungs
+over random proposals (its TPE fields unused): the seed's random + FIFO configurations, each trained as under FIFO
+until ASHA stops it — what ``benchmarks/asha_replay.py`` computes from the FIFO curves without training. The
+curves go to ``--out`` as a PNG and onto an MLflow run ``search-efficiency`` in the same store. Validation figures
+only.
 
 ``--noise-seeds K...`` measures how much of the target is the draw of the initial weights: random + FIFO's best
 configuration of each seed is trained again (``--train-best``, same budget) with each weight seed K; the table gives
@@ -82,6 +85,8 @@ def methods(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
     }
     for spec in args.asha:  # the first benchmark run's setting kept its plain name
         table[f"tpe+asha {spec}"] = ("tpe-asha" if spec == DEFAULT_ASHA else f"tpe-asha-{spec}", asha_overrides(spec))
+        # random proposals under the same rungs: the seed's random + FIFO configurations, stopped where ASHA says
+        table[f"random+asha {spec}"] = (f"random-asha-{spec}", {**asha_overrides(spec), "searcher.type": "random"})
     return {m: v for m, v in table.items() if m == "random+fifo" or m.split()[0] in args.methods}
 
 
@@ -147,8 +152,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--asha", nargs="+", default=[DEFAULT_ASHA],
                    help="TPE + ASHA settings to compare, each "
                         "g<grace>-rf<factor>-st<startup>[-e<every>][-n<trials>][-mv][-cl]")
-    p.add_argument("--methods", nargs="+", default=["tpe+asha", "pbt"], choices=["tpe+asha", "pbt"],
-                   help="besides random + FIFO, the baseline, which always runs")
+    p.add_argument("--methods", nargs="*", default=["tpe+asha", "pbt"], choices=["tpe+asha", "random+asha", "pbt"],
+                   help="besides random + FIFO, the baseline, which always runs (--methods alone: the baseline only)")
     p.add_argument("--noise-seeds", type=int, nargs="*", default=[],
                    help="also train random + FIFO's best configuration of each seed again with these seeds "
                         "(--train-best): how much of the target is the initial weights' draw")

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name
@@ -18,6 +21,15 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_MNIST = REPO_ROOT.parent / "shared" / "data" / "mnist"
 # What every likelihood trial logs under figures/ (the other models add theirs: tests/system/test_spaces_smoke.py).
 LIKELIHOOD_FIGURES = {f"figures/{name}.png" for name in ("samples", "latent", "manifold", "neighbours")}
+
+
+def load_benchmark(name: str) -> ModuleType:
+    """``benchmarks/<name>.py`` as a module (the folder is no package: each benchmark runs from a checkout)."""
+    spec = importlib.util.spec_from_file_location(name, REPO_ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return module
 
 
 def wait_for_port(port: int, what: str, timeout: float = 60) -> None:
