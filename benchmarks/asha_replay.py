@@ -92,11 +92,11 @@ def parse_setting(spec: str) -> tuple[int, float]:
         raise SystemExit(f"--settings {spec}: write g<grace>-rf<factor>, e.g. g1-rf4") from None
 
 
-def asha(spec: str, args: argparse.Namespace, metric: str, mode: str) -> ASHAScheduler:
+def asha(spec: str, max_epochs: int, metric: str, mode: str) -> ASHAScheduler:
     """A fresh scheduler as the search builds it (aae_tune.search.driver.make_scheduler)."""
     grace, factor = parse_setting(spec)
-    return ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=args.max_epochs,
-                         grace_period=min(grace, args.max_epochs), reduction_factor=factor)
+    return ASHAScheduler(time_attr="epoch", metric=metric, mode=mode, max_t=max_epochs,
+                         grace_period=min(grace, max_epochs), reduction_factor=factor)
 
 
 def replay(trials: list[Recorded], scheduler: ASHAScheduler | None, metric: str, mode: str,
@@ -144,7 +144,7 @@ def own_proposals_table(by_seed: dict[int, list[Recorded]], settings: list[str],
         cells = []
         for seed, trials in by_seed.items():
             budget = sum(len(t.reports) for t in trials)
-            scheduler = None if spec is None else asha(spec, args, metric, mode)
+            scheduler = None if spec is None else asha(spec, args.max_epochs, metric, mode)
             spent = replay(trials, scheduler, metric, mode, targets[seed])
             cells.append("never" if spent is None else f"{spent / budget:.0%}")
         print(f"| {'FIFO, replayed' if spec is None else f'ASHA {spec}'} | " + " | ".join(cells) + " |")
@@ -170,7 +170,7 @@ def fresh_draws_table(pool: list[Recorded], settings: list[str], args, metric: s
         spent = replay(others, None, metric, mode, target)
         rows.setdefault("random, FIFO (another draw)", []).append(math.inf if spent is None else spent / budget)
         for spec in settings:
-            spent = replay(others, asha(spec, args, metric, mode), metric, mode, target)
+            spent = replay(others, asha(spec, args.max_epochs, metric, mode), metric, mode, target)
             rows.setdefault(f"random, ASHA {spec}", []).append(math.inf if spent is None else spent / budget)
     for row, fractions in rows.items():
         within = sum(f <= args.goal for f in fractions) / len(fractions)

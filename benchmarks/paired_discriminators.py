@@ -29,6 +29,11 @@ def pad_to(t: torch.Tensor, width: int) -> torch.Tensor:
     return F.pad(t, (0, width - t.shape[1]))
 
 
+def paired_inputs(z: torch.Tensor, y: torch.Tensor, width: int) -> torch.Tensor:
+    """D_z's input (n, code_dim) and D_y's (n, K) -> (2, n, width), padded."""
+    return torch.stack([pad_to(z, width), pad_to(y, width)])
+
+
 def linears(d: torch.nn.Sequential) -> list[torch.nn.Linear]:
     return [m for m in d if isinstance(m, torch.nn.Linear)]
 
@@ -72,8 +77,8 @@ def assert_same_numbers(d_z, d_y, layers, z: tuple[torch.Tensor, torch.Tensor], 
     """The paired forward gives the two Ds' losses and every gradient: the discriminator phase's weight and bias
     gradients (each D's first layer in its unpadded rows) and the generator phase's gradients of the codes."""
     (z_real, z_fake), (y_real, y_fake) = z, y
-    real = torch.stack([pad_to(z_real, width), pad_to(y_real, width)])  # (2, n, width)
-    fake = torch.stack([pad_to(z_fake, width), pad_to(y_fake, width)]).detach().requires_grad_()
+    real = paired_inputs(z_real, y_real, width)
+    fake = paired_inputs(z_fake, y_fake, width).detach().requires_grad_()
     params = [*d_z.parameters(), *d_y.parameters()]
     separate = discriminator_bce(d_z, z_real, z_fake)[0] + discriminator_bce(d_y, y_real, y_fake)[0]
     paired = paired_disc_loss(layers, real, fake.detach())
@@ -115,8 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     y_real, y_fake = torch.randn(n, args.classes), torch.randn(n, args.classes, requires_grad=True)
     assert_same_numbers(d_z, d_y, layers, (z_real, z_fake.detach()), (y_real, y_fake.detach()), width)
 
-    real = torch.stack([pad_to(z_real, width), pad_to(y_real, width)])  # (2, n, width)
-    fake = torch.stack([pad_to(z_fake.detach(), width), pad_to(y_fake.detach(), width)]).requires_grad_()
+    real = paired_inputs(z_real, y_real, width)
+    fake = paired_inputs(z_fake, y_fake, width).detach().requires_grad_()
 
     def separate_disc():
         (discriminator_bce(d_z, z_real, z_fake.detach())[0] + discriminator_bce(d_y, y_real, y_fake.detach())[0]) \

@@ -84,9 +84,10 @@ def methods(args: argparse.Namespace) -> dict[str, tuple[str, dict]]:
                         "scheduler.perturbation_interval": args.perturbation_interval}),
     }
     for spec in args.asha:  # the first benchmark run's setting kept its plain name
-        table[f"tpe+asha {spec}"] = ("tpe-asha" if spec == DEFAULT_ASHA else f"tpe-asha-{spec}", asha_overrides(spec))
+        overrides = asha_overrides(spec)
+        table[f"tpe+asha {spec}"] = ("tpe-asha" if spec == DEFAULT_ASHA else f"tpe-asha-{spec}", overrides)
         # random proposals under the same rungs: the seed's random + FIFO configurations, stopped where ASHA says
-        table[f"random+asha {spec}"] = (f"random-asha-{spec}", {**asha_overrides(spec), "searcher.type": "random"})
+        table[f"random+asha {spec}"] = (f"random-asha-{spec}", {**overrides, "searcher.type": "random"})
     return {m: v for m, v in table.items() if m == "random+fifo" or m.split()[0] in args.methods}
 
 

@@ -12,12 +12,11 @@ def trials(*curves: list[float]) -> list:
     return [asha_replay.Recorded(started=i, reports=tuple(c)) for i, c in enumerate(curves)]
 
 
-class Settings:
-    max_epochs = 4
+MAX_EPOCHS = 4
 
 
 def scheduler(spec: str):
-    return asha_replay.asha(spec, Settings, "score", "max")
+    return asha_replay.asha(spec, MAX_EPOCHS, "score", "max")
 
 
 # A leads at epoch 1, B starts worst and ends best, C is steady. Two train at once, one epoch each per step.
@@ -42,7 +41,7 @@ def test_asha_stops_the_slow_starter_and_starts_the_next_configuration():
 
 def test_minimised_metrics_and_short_curves():
     low = [[4.0, 3.0], [5.0, 1.0, 0.5]]  # a trial that diverged after 2 epochs reports only those
-    asha = asha_replay.asha("g1-rf2", Settings, "score", "min")
+    asha = asha_replay.asha("g1-rf2", MAX_EPOCHS, "score", "min")
     # epoch 1: 4.0 recorded, 5.0 worse -> the second trial stops; the first trains on, reaching 3.0 at its epoch 2
     assert asha_replay.replay(trials(*low), asha, "score", "min", target=3.0) == 3
     assert asha_replay.replay(trials(*low), None, "score", "min", target=1.0) == 4
