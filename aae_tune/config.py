@@ -10,13 +10,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
-
-import yaml
 
 from aae_tune.errors import ConfigError
 from aae_tune.experiments import MODEL_SPECS, EncoderKind, ModelKind, ModelSpec, PriorKind, ScoreKind
+from aae_tune.safe_yaml import read_yaml_file
 from aae_tune.schema import from_dict, parse_overrides, set_path, to_dict
 
 # The fields a checkpoint's tensors (and the prior they were trained against) depend on. hidden_dropout is one:
@@ -239,12 +237,7 @@ def load_experiment_config(
     source = "defaults"
     if path:
         source = path
-        try:
-            loaded = yaml.safe_load(Path(path).read_text())
-        except OSError as exc:
-            raise ConfigError([f"cannot read {path}: {exc.strerror}"], path) from exc
-        except yaml.YAMLError as exc:
-            raise ConfigError([f"not valid YAML: {exc}"], path) from exc
+        loaded = read_yaml_file(path)  # bounded: a huge or alias-bombed file is one ConfigError, not gigabytes
         if loaded is not None and not isinstance(loaded, dict):
             raise ConfigError([f"top level must be a mapping of config keys, got {type(loaded).__name__}"], path)
         data = loaded or {}

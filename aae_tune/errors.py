@@ -18,6 +18,12 @@ class ConfigError(ValueError):
         lines = "\n".join(f"  - {p}" for p in self.problems)
         super().__init__(f"{source} has {len(self.problems)} problem(s):\n{lines}")
 
+    def __reduce__(self) -> tuple[type[ConfigError], tuple[list[str], str], dict]:
+        # An exception pickles as (class, self.args) by default, and self.args is the built message: Ray, which
+        # pickles a trial's exception to the driver, re-created it as ConfigError(message), one "problem" per
+        # character. Rebuild it from what __init__ takes instead.
+        return type(self), (self.problems, self.source), self.__dict__
+
 
 class DataError(ValueError):
     """Any problem with a dataset: missing, corrupt, wrong shape, download failure."""
@@ -33,6 +39,18 @@ class ModelURIError(ValueError):
 
 class TrainingDiverged(RuntimeError):
     """A loss became NaN/inf: the run cannot recover, stop it and record why."""
+
+
+class UntrustedState(ValueError):
+    """What sits in a search's storage path was not provably written by that search (no valid signature)."""
+
+
+class SearchBusy(RuntimeError):
+    """Another driver holds the search's lease: two drivers must never run one search."""
+
+
+class SearchFailed(RuntimeError):
+    """A search failed after it started: it is recorded as failed with the reason, and ``--resume`` continues it."""
 
 
 def is_divergence(error_text: str | None) -> bool:

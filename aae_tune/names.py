@@ -36,6 +36,11 @@ def experiment_name(space_name: str) -> str:
 # ---- files in a search's folder ----------------------------------------------------------------------------
 SEARCH_RECORD = "aae_search.json"  # what a --resume must agree with
 SPOOL_FILE = "mlflow_spool.jsonl"  # tracking events waiting for an unreachable MLflow
+# The running driver's lease (one driver per search). Not .json: Tune copies every top-level .json/.pkl of the
+# folder into its staging folder on restore and uploads that copy again at each sync, which would put back a
+# stale lease over the live one.
+LEASE_FILE = "aae_search.lease"
+STATE_DIR = ".aae_state"  # signed copies of everything Tune unpickles on --resume (search/signing.py)
 # Package layout a search's Tune state was pickled with; a --resume across layouts is refused (the pickled
 # trainable and callback name modules by their path). 2: the subpackage layout (model/, search/, ...).
 SEARCH_LAYOUT = 2

@@ -16,6 +16,7 @@ from typing import Any, Literal, TypeVar, get_args, get_origin
 import yaml
 
 from aae_tune.errors import ConfigError
+from aae_tune.safe_yaml import VALUE_LIMITS, load_yaml_text
 
 T = TypeVar("T")
 
@@ -176,10 +177,19 @@ def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
         if not sep or not key.strip():
             problems.append(f"--set {pair!r}: expected key=value, e.g. --set optim.reconstruction.lr=0.01")
             continue
+        shown = _shorten(pair)
         try:
-            out.append((key.strip(), yaml.safe_load(raw)))
-        except yaml.YAMLError as exc:
-            problems.append(f"--set {pair!r}: value is not valid YAML ({exc.__class__.__name__})")
+            out.append((key.strip(), load_yaml_text(raw, f"--set {shown}", VALUE_LIMITS)))
+        except ConfigError as exc:
+            if isinstance(exc.__cause__, yaml.YAMLError):
+                problems.append(f"--set {shown}: value is not valid YAML ({exc.__cause__.__class__.__name__})")
+            else:
+                problems.extend(f"--set {shown}: {p}" for p in exc.problems)
     if problems:
         raise ConfigError(problems, "command line")
     return out
+
+
+def _shorten(pair: str, keep: int = 80) -> str:
+    """``repr`` of a --set pair for a message, cut short: a refused value may be a 60 KB bomb."""
+    return repr(pair) if len(pair) <= keep else f"{pair[:keep]!r}... ({len(pair)} characters)"

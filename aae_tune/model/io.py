@@ -16,17 +16,23 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlparse
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from aae_tune.config import ExperimentConfig
-from aae_tune.errors import CheckpointError, ModelURIError
+from aae_tune.errors import CheckpointError, ConfigError, ModelURIError
 from aae_tune.model.aae import AdversarialAutoencoder
 from aae_tune.model.registry import build_model
 from aae_tune.names import CHECKPOINT_FILE, CONFIG_FILE, STATE_FILE
+from aae_tune.safe_yaml import read_bounded_bytes
 from aae_tune.store import mlflow_client
+
+MAX_CONFIG_BYTES = 1 << 20  # a config.json is about 2 KB
 
 
 def resolve_device(device: str | torch.device | None = None) -> torch.device:
@@ -49,26 +55,106 @@ def save_model_files(model: AdversarialAutoencoder, directory: str | os.PathLike
 
 
 def load_model_files(directory: str | os.PathLike, device: str | None = None) -> AdversarialAutoencoder:
-    """Rebuild a model from ``save_model_files`` output, or from a trainer checkpoint directory."""
+    """Rebuild a model from ``save_model_files`` output, or from a trainer checkpoint directory.
+
+    Nothing the files declare is allocated before it is checked: the config must be small, and the weights must
+    fit the model it describes (built first without memory, on the meta device) key by key and shape by shape."""
     directory = Path(directory)
     if (directory / STATE_FILE).is_file() and (directory / CONFIG_FILE).is_file():
-        payload = json.loads((directory / CONFIG_FILE).read_text())
-        cfg = ExperimentConfig.from_dict(payload["config"], source=str(directory / CONFIG_FILE))
+        config_file = directory / CONFIG_FILE
+        cfg, data_dim = _config_and_data_dim(_read_config_json(config_file), config_file)
         state = _safe_load(directory / STATE_FILE)
-        data_dim = int(payload.get("data_dim", 784))
+        where = f"{directory} ({STATE_FILE} against {CONFIG_FILE})"
     elif (directory / CHECKPOINT_FILE).is_file():
-        full = _safe_load(directory / CHECKPOINT_FILE)
-        cfg = ExperimentConfig.from_dict(json.loads(full["config_json"]), source=str(directory / CHECKPOINT_FILE))
-        state = full["model"]
-        data_dim = int(full["data_dim"])
+        where = directory / CHECKPOINT_FILE
+        full = _safe_load(where)
+        if not isinstance(full, dict):
+            raise CheckpointError(f"{where}: expected a trainer checkpoint (a mapping), got {type(full).__name__}")
+        payload = {"config": _parse_json(full.get("config_json"), where), "data_dim": full.get("data_dim")}
+        cfg, data_dim = _config_and_data_dim(payload, where)
+        state = full.get("model")
     else:
         raise CheckpointError(f"{directory} holds neither {CONFIG_FILE} + {STATE_FILE} nor {CHECKPOINT_FILE}")
-    model = build_model(cfg, data_dim)
+    return build_checked_model(cfg, data_dim, state, where).to(resolve_device(device)).eval()
+
+
+def build_checked_model(
+    cfg: ExperimentConfig, data_dim: int, state: Any, where: str | os.PathLike
+) -> AdversarialAutoencoder:
+    """``cfg``'s model with the weights ``state`` loaded, on the CPU; CheckpointError(``where``) if they do not fit.
+
+    The config is only trusted once the weights match it: a 2 KB config declaring a 10,000,000-wide layer would
+    otherwise allocate (and randomly initialise) tens of GB before ``load_state_dict`` finds the mismatch."""
+    with torch.device("meta"), _SkipMetaNormalInit():  # shapes only: no memory, no random numbers drawn
+        skeleton = build_model(cfg, data_dim)
+    problems = state_mismatches(skeleton.state_dict(), state)
+    if problems:
+        raise CheckpointError(f"{where}: weights do not fit the config's architecture: {'; '.join(problems)}; "
+                              "the config and weights must come from the same saved model")
+    model = build_model(cfg, data_dim)  # as large as the weights just checked
+    model.load_state_dict(state)
+    return model
+
+
+class _SkipMetaNormalInit(TorchFunctionMode):
+    """Leaves meta tensors un-initialised by ``normal_``: a meta tensor holds no values anyway, and torch's meta
+    ``normal_`` is a Python decomposition whose first use imports torch._dynamo (3-4 s, once per process)."""
+
+    def __torch_function__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        kwargs = kwargs or {}
+        target = args[0] if args else kwargs.get("tensor")  # nn.init.normal_ passes its tensor by keyword
+        if func in (torch.Tensor.normal_, torch.nn.init.normal_) and getattr(target, "is_meta", False):
+            return target
+        return func(*args, **kwargs)
+
+
+def state_mismatches(expected: Mapping[str, torch.Tensor], found: Any, shown: int = 5) -> list[str]:
+    """Missing keys, unexpected keys and shape mismatches of the state dict ``found`` against ``expected`` (a
+    model's state dict, possibly on the meta device), each kind listing at most ``shown`` keys."""
+    if not isinstance(found, Mapping):
+        return [f"expected a state dict (a mapping of tensor names to tensors), got {type(found).__name__}"]
+    missing = [k for k in expected if k not in found]
+    unexpected = [str(k) for k in found if k not in expected]
+    not_tensors = [k for k in expected if k in found and not isinstance(found[k], torch.Tensor)]
+    shapes = [f"{k} (file {tuple(found[k].shape)}, config {tuple(expected[k].shape)})" for k in expected
+              if k in found and isinstance(found[k], torch.Tensor) and found[k].shape != expected[k].shape]
+    problems = []
+    for label, keys in (("missing keys", missing), ("unexpected keys", unexpected), ("not tensors", not_tensors),
+                        ("shape mismatches", shapes)):
+        if keys:
+            more = f" and {len(keys) - shown} more" if len(keys) > shown else ""
+            problems.append(f"{label}: {', '.join(keys[:shown])}{more}")
+    return problems
+
+
+def _read_config_json(path: Path) -> Any:
+    """config.json, read only up to MAX_CONFIG_BYTES (a real one is about 2 KB) and parsed."""
     try:
-        model.load_state_dict(state)
-    except RuntimeError as exc:
-        raise CheckpointError(f"{directory}: weights do not fit the config's architecture: {exc}") from exc
-    return model.to(resolve_device(device)).eval()
+        raw = read_bounded_bytes(path, MAX_CONFIG_BYTES, str(path))
+    except ConfigError as exc:
+        raise CheckpointError(f"{path}: {'; '.join(exc.problems)}") from exc
+    return _parse_json(raw, path)
+
+
+def _parse_json(raw: Any, where: Path) -> Any:
+    if not isinstance(raw, (str, bytes)) or len(raw) > MAX_CONFIG_BYTES:
+        size = f"{len(raw)} characters" if isinstance(raw, (str, bytes)) else type(raw).__name__
+        raise CheckpointError(f"{where}: its config must be JSON text of at most {MAX_CONFIG_BYTES} bytes, got "
+                              f"{size}; it was not written by aae_tune")
+    try:
+        return json.loads(raw)
+    except ValueError as exc:  # JSONDecodeError, or bytes that are not UTF-8
+        raise CheckpointError(f"{where}: its config is not valid JSON ({exc}); save the model again") from exc
+
+
+def _config_and_data_dim(payload: Any, where: Path) -> tuple[ExperimentConfig, int]:
+    if not isinstance(payload, dict) or not isinstance(payload.get("config"), dict):
+        raise CheckpointError(f"{where}: expected a JSON object with a 'config' mapping; save the model again")
+    cfg = ExperimentConfig.from_dict(payload["config"], source=str(where))
+    data_dim = payload.get("data_dim", 784)
+    if isinstance(data_dim, bool) or not isinstance(data_dim, int) or data_dim < 1:
+        raise CheckpointError(f"{where}: data_dim must be a positive integer, got {data_dim!r}; save the model again")
+    return cfg, data_dim
 
 
 def _safe_load(path: Path) -> dict:

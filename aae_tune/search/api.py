@@ -27,7 +27,7 @@ def make_request(space: str, *, num_samples: int | None = None, max_epochs: int 
                  final_samples: int | None = None, smoke: bool = False, max_failures: int = 2,
                  dashboard: bool = False, optuna_storage: str | None = None,
                  warm_start: str | None = None, artifact_location: str | None = None,
-                 train_best: str | None = None) -> SearchRequest:
+                 train_best: str | None = None, pending_timeout: float | None = None) -> SearchRequest:
     """A validated search, exactly as the command line builds it (the arguments are its flags; ``overrides`` are
     its ``--set`` pairs: dotted keys into the space file, e.g. ``{"code_dim": 8, "budget.max_concurrent": 2}``)."""
     args = build_parser().parse_args(["--space", space])  # the command line's defaults
@@ -42,7 +42,8 @@ def run(space: str, *, data: Any = None, **options: Any):
     trial_id, run_id, config, best_valid, test_metrics, checkpoint), ``rows`` (every trial), ``parent_run_id``,
     ``registered_model``, ``interrupted``. ``options`` are those of :func:`make_request`; ``data`` replaces the
     space's dataset with already loaded ``DataSplits`` (e.g. ``load_mnist().head(10_000)`` for a benchmark)."""
-    from aae_tune.search.driver import load_search_data, run_search
+    from aae_tune.search.driver import load_search_data
+    from aae_tune.search.session import run_search
 
     request = make_request(space, **options)
     return run_search(request, data if data is not None else load_search_data(request))

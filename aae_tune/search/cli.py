@@ -1,8 +1,11 @@
 """``python -m aae_tune.search --space likelihood_mnist``: the search service's command line.
 
 Every setting is checked before Ray starts (``aae_tune.search.request``), then the data (by its loader); any
-problem is one message with exit code 2. Exit codes: 0 done, 1 no trial reported a score, 3 trials done but the
-MLflow record unfinished (``--resume`` completes it), 130 interrupted (``--resume`` continues it).
+problem is one message with exit code 2. Exit codes (``aae_tune.search.lifecycle.EXIT_CODES``): 0 done (or
+``--resume`` of a finished search: its summary again), 1 no trial reported a score, 2 refused before anything
+started (bad input, an unsigned or altered storage path, another driver running the search), 3 trials done but the
+MLflow record unfinished (``--resume`` completes it), 4 failed after it started (recorded; ``--resume`` continues
+it), 130 interrupted by Ctrl-C, SIGTERM or a storage that cannot be written (``--resume`` continues it).
 """
 
 from __future__ import annotations
@@ -10,7 +13,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from aae_tune.errors import ConfigError, DataError, fail
+from aae_tune.errors import ConfigError, DataError, SearchBusy, SearchFailed, UntrustedState, fail
+from aae_tune.search.lifecycle import EXIT_CODES
 from aae_tune.search.request import DEFAULT_TRACKING_URI, build_request, describe_request
 
 
@@ -52,6 +56,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "again for --max-epochs (ranked by validation score; its own space and overrides; FIFO)")
     p.add_argument("--top-k", type=int, help="best trials that get the full Table 1 Parzen protocol")
     p.add_argument("--final-samples", type=int, help="model samples for that protocol (paper: 10000)")
+    p.add_argument("--pending-timeout", type=float, metavar="SECONDS",
+                   help="stop the search when, for this long, no trial has run while some wait for resources (e.g. a "
+                   "GPU the cluster lacks); default: 600 on a local Ray, none with --address (an autoscaler may add "
+                   "nodes)")
     p.add_argument("--max-failures", type=int, default=2,
                    help="restarts of a failed trial from its last checkpoint (Tune's FailureConfig; -1: no limit)")
     p.add_argument("--smoke", "--smoke-test", dest="smoke", action="store_true",
@@ -68,17 +76,27 @@ def main(argv: list[str] | None = None) -> int:
         if args.dry_run:
             print(describe_request(request))
             return 0
-        from aae_tune.search.driver import load_search_data, run_search
+        from aae_tune.search.driver import load_search_data
+        from aae_tune.search.session import run_search
 
         data = load_search_data(request)  # before Ray: a data problem must not start a cluster
-    except (ConfigError, DataError) as exc:
+    except (ConfigError, DataError, UntrustedState) as exc:
         return fail(str(exc))
 
-    summary = run_search(request, data)
+    try:
+        summary = run_search(request, data)
+    except SearchBusy as exc:
+        return fail(str(exc), EXIT_CODES["refused"])
+    except SearchFailed as exc:
+        return fail(str(exc), EXIT_CODES["failed"])
+    except KeyboardInterrupt:  # before the search started (or after it was recorded): nothing to save
+        return fail(f"search {request.name}: interrupted", EXIT_CODES["interrupted"])
     print(summary.render())
     if summary.interrupted:
-        return 3 if summary.note else 130  # 3: trials done, recording unfinished; 130: interrupted
-    return 0 if summary.best is not None else 1
+        return EXIT_CODES["recording unfinished" if summary.recording_unfinished else "interrupted"]
+    if summary.finished_earlier:
+        return EXIT_CODES["done"]
+    return EXIT_CODES["done" if summary.best is not None else "no score"]
 
 
 if __name__ == "__main__":

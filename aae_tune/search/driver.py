@@ -17,19 +17,21 @@ from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTra
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
-from aae_tune.cluster.ray_session import start_ray
 from aae_tune.data import load_dataset
 from aae_tune.data.splits import DataSplits, SplitData
+from aae_tune.errors import ConfigError
 from aae_tune.names import SPOOL_FILE
-from aae_tune.search.callback import MlflowTrialCallback, is_unreachable
-from aae_tune.search.finalize import SearchSummary, finalize_search, search_description
-from aae_tune.search.lineage import code_version, data_lineage
-from aae_tune.search.request import SMOKE_TRAIN_IMAGES, SearchRequest, write_search_record
-from aae_tune.search.retrain import source_tags
+from aae_tune.search.callback import MlflowTrialCallback
+from aae_tune.search.capacity import check_capacity
+from aae_tune.search.guard import SearchGuard
+from aae_tune.search.pending import PendingTimeout, pending_timeout_s
+from aae_tune.search.request import SMOKE_TRAIN_IMAGES, SearchRequest
 from aae_tune.search.space import ParamSpec, SearchSpace
 from aae_tune.search.study import open_study
 from aae_tune.search.tracking import SearchTracker, redact_uri
 from aae_tune.search.trainable import TrialSettings, aae_trainable
+
+TUNER_FILE = "tuner.pkl"  # Tune's pickled Tuner, written straight to the storage path
 
 
 def tune_domain(spec: ParamSpec) -> Any:
@@ -145,13 +147,17 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
         threads=max(1, int(request.cpus_per_trial)),
     )
     # with_parameters puts settings and data in the object store once; every trial maps the same arrays.
-    trainable = tune.with_resources(
-        tune.with_parameters(aae_trainable, settings=settings, data=data), trial_resources(request)
-    )
+    resources = trial_resources(request)
+    trainable = tune.with_resources(tune.with_parameters(aae_trainable, settings=settings, data=data), resources)
+    # the guard signs Tune's state and stops the search on a storage failure, a lost lease, or trials left waiting
+    # for resources no node has (warned at start, stopped after --pending-timeout)
+    guard = SearchGuard(request.experiment_dir,
+                        PendingTimeout(pending_timeout_s(request.pending_timeout, request.address), resources))
     run_config = tune.RunConfig(
         name=request.name,
         storage_path=request.storage_path,
-        callbacks=[MlflowTrialCallback(tracker, request.max_epochs, spool_path(request))],
+        callbacks=[MlflowTrialCallback(tracker, request.max_epochs, spool_path(request)), guard],
+        stop=guard,
         checkpoint_config=tune.CheckpointConfig(
             # PBT copies a member's latest checkpoint after the member has moved on: keep more (Tune's advice)
             num_to_keep=4 if space.scheduler.type == "pbt" else 2,
@@ -203,10 +209,16 @@ def search_params(request: SearchRequest) -> dict[str, Any]:
 
 
 def load_search_data(request: SearchRequest) -> DataSplits:
-    """The space's dataset (checked by its loader: a DataError before Ray starts); --smoke keeps 5,000 images."""
+    """The space's dataset (checked by its loader: a DataError before Ray starts); --smoke keeps 5,000 images.
+    Then whether the storage can hold what the search will write with it (a ConfigError with the figures)."""
     dataset = request.space.dataset
     data = load_dataset(dataset.name, request.data_dir, **dataset.options())
-    return data.head(SMOKE_TRAIN_IMAGES) if request.smoke else data
+    data = data.head(SMOKE_TRAIN_IMAGES) if request.smoke else data
+    problems: list[str] = []
+    check_capacity(request, data.train_x.shape[1], problems)
+    if problems:
+        raise ConfigError(problems, "command line")
+    return data
 
 
 ENVIRONMENT_DEFAULTS = {
@@ -264,44 +276,3 @@ def cut_short(result: tune.Result) -> bool:
     it. Tune marks all three TERMINATED; only the last two carry ``done`` in their last result. Without this check,
     an interrupt during a search's last trial looked like a finished search whose last trial stopped early."""
     return result.error is None and not result.metrics.get("done", False)
-
-
-def run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
-    """Start or resume the search, wait for it, evaluate and record its best trials."""
-    with search_environment(request):
-        return _run_search(request, data)
-
-
-def _run_search(request: SearchRequest, data: SplitData) -> SearchSummary:
-    if not request.resume:
-        write_search_record(request)
-    tracker = SearchTracker(request.tracking_uri, request.experiment_name, request.name, request.artifact_location)
-    tracker.log_params(tracker.parent_run_id, search_params(request))
-    tracker.log_space(request.space)
-    code_note = tracker.record_code(code_version(), resume=request.resume)
-    if code_note:
-        print(code_note, flush=True)
-    if request.source:
-        tracker.set_tags(tracker.parent_run_id, source_tags(request.source))
-    tracker.record_data(data_lineage(data, request.space.dataset.name))
-    tracker.describe(tracker.parent_run_id, "\n".join(search_description(request, tracker.lineage.caveat)))
-    sent = MlflowTrialCallback(tracker, request.max_epochs, spool_path(request)).flush()  # left by an earlier run
-    if sent:
-        print(f"sent {sent} tracking events spooled while MLflow was unreachable", flush=True)
-    start_ray(request.address, dashboard=request.dashboard)
-    print(f"search {request.name}: {request.num_samples} trials x {request.max_epochs} epochs on "
-          f"{data.source}; MLflow {redact_uri(request.tracking_uri)} run {tracker.parent_run_id}", flush=True)
-    results = build_tuner(request, data, tracker).fit()
-    if results.num_terminated + results.num_errors < request.num_samples or any(map(cut_short, results)):
-        # Ctrl-C (Tune saved its state) or a driver-side failure: nothing to finalize yet.
-        return SearchSummary.interrupted_search(request, tracker.parent_run_id)
-    try:
-        return finalize_search(request, results, tracker, data)
-    except Exception as exc:
-        if not is_unreachable(exc):
-            raise
-        return SearchSummary.interrupted_search(
-            request, tracker.parent_run_id,
-            note=f"MLflow became unreachable while recording the results ({type(exc).__name__}). The trials are "
-                 "done; once the server is back, the same command with --resume records the rest without re-training.",
-        )

@@ -42,6 +42,7 @@ from aae_tune.names import (
     VERSION_SMOKE,
     experiment_name,
 )
+from aae_tune.search.lifecycle import resume_command
 from aae_tune.search.report import log_pbt_policy, log_search_report
 from aae_tune.search.request import SearchRequest
 from aae_tune.search.tracking import SearchTracker, redact_uri
@@ -88,15 +89,27 @@ class SearchSummary:
 
     interrupted: bool = False
     note: str = ""
+    recording_unfinished: bool = False  # trials done, MLflow unreachable while recording them
+    finished_earlier: str = ""  # --resume of a finished search: its stored summary, printed again
     data_caveat: str = ""  # non-empty when the data is not the paper's: printed next to every figure
     experiment_id: str = ""
 
     @classmethod
-    def interrupted_search(cls, request: SearchRequest, parent_run_id: str, note: str = "") -> SearchSummary:
+    def interrupted_search(cls, request: SearchRequest, parent_run_id: str, note: str = "",
+                           recording_unfinished: bool = False) -> SearchSummary:
         return cls(
             name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
             experiment_name=request.experiment_name, parent_run_id=parent_run_id, metric=request.space.metric,
             rows=[], best=None, registered_model=None, interrupted=True, note=note,
+            recording_unfinished=recording_unfinished,
+        )
+
+    @classmethod
+    def already_finished(cls, request: SearchRequest, note: str) -> SearchSummary:
+        return cls(
+            name=request.name, experiment_dir=request.experiment_dir, tracking_uri=request.tracking_uri,
+            experiment_name=request.experiment_name, parent_run_id="", metric=request.space.metric,
+            rows=[], best=None, registered_model=None, finished_earlier=note,
         )
 
     def description(self, request: SearchRequest) -> str:
@@ -117,11 +130,11 @@ class SearchSummary:
         return f"mlflow ui --backend-store-uri {uri}, then {landing_url('http://127.0.0.1:5000', self.experiment_id)}"
 
     def render(self) -> str:
+        if self.finished_earlier:
+            return self.finished_earlier
         if self.interrupted:
             return (f"\n{self.note or 'search ' + self.name + ' was interrupted'}; its state is saved in "
-                    f"{self.experiment_dir}.\n"
-                    f"continue it with: python -m aae_tune.search --space ... --name {self.name} --resume "
-                    "(with the same --storage-path and --tracking-uri)")
+                    f"{self.experiment_dir}.\ncontinue it with: {resume_command(self.name)}")
         counts = {s: sum(r.status == s for r in self.rows) for s in ("COMPLETED", "STOPPED", "DIVERGED", "ERROR")}
         lines = [
             f"\n== search {self.name}: {len(self.rows)} trials ({counts['COMPLETED']} completed, "

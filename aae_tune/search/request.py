@@ -1,8 +1,9 @@
 """A validated search (``SearchRequest``) and every pre-flight check that builds one.
 
-Everything a user can get wrong — the space file, ``--set`` overrides, budgets, the search name, the storage
-path, the tracking URI, the Ray address, a --resume that does not match — is checked here, before Ray starts,
-and reported as one ``ConfigError``. The data is checked by its loader right after (``aae_tune.search.cli``).
+Everything a user can get wrong — the space file, ``--set`` overrides, budgets, the seed, each trial's resources,
+the search name, the storage path, the tracking URI (its REST API, not only /health), the MLflow and Optuna stores,
+the Ray address, a --resume that does not match — is checked here, before Ray starts, and reported as one
+``ConfigError``. The data is checked by its loader right after (``aae_tune.search.cli``).
 """
 
 from __future__ import annotations
@@ -12,18 +13,20 @@ import json
 import os
 import socket
 import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from aae_tune.errors import ConfigError
+from aae_tune.errors import ConfigError, UntrustedState
 from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
 from aae_tune.schema import parse_overrides
+from aae_tune.search.resources import check_counts, check_pending_timeout, check_seed, check_trial_resources
 from aae_tune.search.retrain import Source, load_source
+from aae_tune.search.server import probe_tracking_server
+from aae_tune.search.signing import VerifiedState
 from aae_tune.search.space import NAME_PATTERN, SearchSpace, load_space
-from aae_tune.search.storage import check_storage_uri, is_uri, read_text, write_text
+from aae_tune.search.storage import check_storage_uri, is_uri
+from aae_tune.search.stores import check_search_folder, check_store_files, sqlite_file_problem
 from aae_tune.store import sqlite_path
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
@@ -59,6 +62,8 @@ class SearchRequest:
     warm_scores: tuple[float, ...] = ()  # ... and scores
     artifact_location: str | None = None  # where a new MLflow experiment keeps its artifacts (e.g. s3://...)
     source: Source | None = None  # --train-best: the finished search whose best configurations this one trains
+    verified: VerifiedState | None = None  # --resume: the search's signed state, checked before anything starts
+    pending_timeout: float | None = None  # --pending-timeout: seconds trials may all wait for resources (pending.py)
 
     @property
     def experiment_name(self) -> str:
@@ -92,16 +97,13 @@ def check_tracking_uri(uri: str, problems: list[str]) -> None:
 
     shown = redact_uri(uri)
     if uri.startswith(("http://", "https://")):
-        try:
-            with urllib.request.urlopen(f"{uri.rstrip('/')}/health", timeout=5) as response:
-                if response.status != 200:
-                    problems.append(f"--tracking-uri {shown}: /health answered {response.status}")
-        except (urllib.error.URLError, OSError, ValueError) as exc:
-            problems.append(f"--tracking-uri {shown}: MLflow server unreachable ({exc}); start it or fix the URI")
+        probe_tracking_server(uri, shown, problems)  # /health, then the REST API a search calls, within a timeout
     elif (path := sqlite_path(uri)) is not None:
         folder = path.resolve().parent
         if not folder.is_dir():
             problems.append(f"--tracking-uri {shown}: folder {folder} does not exist")
+        elif problem := sqlite_file_problem(path.resolve(), "MLflow"):
+            problems.append(f"--tracking-uri {shown}: {problem}")
     elif not uri.startswith(("file:", "databricks", "postgresql", "mysql", "mssql")) and is_uri(uri):
         problems.append(f"--tracking-uri {shown}: unsupported scheme; use sqlite:///path.db, http://host:port, ...")
     elif not is_uri(uri) and not uri.startswith("file:"):
@@ -133,24 +135,51 @@ def search_record(space: SearchSpace, seed: int, smoke: bool, max_epochs: int | 
             "space_name": space.name, "max_epochs": max_epochs, "layout": SEARCH_LAYOUT}
 
 
-def write_search_record(request: SearchRequest) -> None:
-    record = search_record(request.space, request.seed, request.smoke, request.max_epochs)
-    write_text(f"{request.experiment_dir}/{SEARCH_RECORD}", json.dumps(record, indent=2, sort_keys=True))
+def saved_record(verified: VerifiedState) -> dict[str, Any]:
+    """The record a search was started with, from its signed state (never from the file beside it, which anyone
+    with write access to the storage path could replace or delete)."""
+    try:
+        return json.loads(verified.read(SEARCH_RECORD) or b"")
+    except ValueError:
+        return {}
 
 
-def check_resume_matches(request_dir: str, record: dict[str, Any], problems: list[str]) -> None:
+def verify_resume(request_dir: str, problems: list[str]) -> VerifiedState | None:
+    """The search's signed state, or a problem: a --resume loads nothing the search did not provably write."""
+    from aae_tune.search.signing import load_verified, signing_key
+
+    try:
+        return load_verified(request_dir, signing_key(create=False))
+    except UntrustedState as exc:
+        problems.append(f"--resume: {exc}")
+    except ConfigError as exc:
+        problems += [f"--resume: {p}" for p in exc.problems]
+    return None
+
+
+def check_signing_key(problems: list[str]) -> None:
+    """A key that exists must be usable (private, long enough) before anything starts; a missing one is made."""
+    from aae_tune.search.signing import KEY_ENV, key_file, signing_key
+
+    if os.environ.get(KEY_ENV) is not None or key_file().exists():
+        try:
+            signing_key(create=False)
+        except ConfigError as exc:
+            problems += exc.problems
+
+
+def check_resume_matches(request_dir: str, saved: dict[str, Any], record: dict[str, Any],
+                         problems: list[str]) -> None:
     """A resumed search must train what its checkpoints were written for: same space, seed and smoke mode."""
-    text = read_text(f"{request_dir}/{SEARCH_RECORD}")
-    if text is None:
-        return
-    saved = json.loads(text)
     if saved.get("layout") != SEARCH_LAYOUT:
         problems.append(f"--resume: the search at {request_dir} was started by an older aae_tune (before the "
                         "subpackage layout); its saved Tune state names modules that no longer exist. Start it again "
                         "under a new --name (its MLflow runs stay where they are)")
         return
+
     def resumable(r: dict[str, Any]) -> dict[str, Any]:
-        return {**{k: r["space"].get(k) for k in RESUMABLE_FIELDS}, "seed": r.get("seed"), "smoke": r.get("smoke")}
+        space = r.get("space") if isinstance(r.get("space"), dict) else {}
+        return {**{k: space.get(k) for k in RESUMABLE_FIELDS}, "seed": r.get("seed"), "smoke": r.get("smoke")}
 
     diff = differences(resumable(saved), resumable(record))
     if diff:
@@ -217,6 +246,27 @@ def load_request_space(args: argparse.Namespace, tracking_uri: str) -> tuple[Sea
     raise ConfigError(problems, "command line")
 
 
+def check_run_settings(args: argparse.Namespace, counts: dict[str, int], problems: list[str]) -> None:
+    """The command line's numbers as numpy, torch and Ray take them after the pre-flight (aae_tune.search.resources):
+    the seed, counts, the pending timeout and each trial's CPUs and GPUs (on a local Ray: whether this machine has
+    them, or every trial would stay PENDING)."""
+    check_seed(args.seed, problems)
+    check_counts({**counts, "max_failures": args.max_failures}, problems)
+    check_pending_timeout(getattr(args, "pending_timeout", None), problems)
+    negative_gpus = args.gpus_per_trial is not None and args.gpus_per_trial < 0
+    if args.cpus_per_trial > 0 and not negative_gpus:  # else reported by build_request
+        check_trial_resources(args.cpus_per_trial, args.gpus_per_trial, args.address, problems)
+
+
+def check_destinations(storage: str, name: str, tracking_uri: str, optuna_url: str | None,
+                       problems: list[str]) -> None:
+    """Where the search writes (aae_tune.search.stores): its folder must not be a file, and the MLflow store, the
+    Optuna study and the search folder must be apart."""
+    if NAME_PATTERN.match(name) and ".." not in name:
+        check_search_folder(storage, name, problems)
+        check_store_files(storage, name, tracking_uri, optuna_url, problems)
+
+
 def build_request(args: argparse.Namespace) -> SearchRequest:
     """Validate everything; raise one ConfigError listing all problems."""
     tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
@@ -246,15 +296,22 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
         problems.append(f"--name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
     if args.max_failures < -1:
         problems.append(f"--max-failures: must be >= 0 (or -1 for no limit), got {args.max_failures}")
+    check_run_settings(args, values, problems)
     storage = check_storage_path(args.storage_path, problems)
     if not source:
         check_tracking_uri(tracking_uri, problems)
     check_address(args.address, problems)
+    check_signing_key(problems)
+    verified = None
     if NAME_PATTERN.match(name) and ".." not in name and not problems:
         check_resume(f"{storage}/{name}", args.resume, problems)
         if args.resume and not problems:
-            check_resume_matches(f"{storage}/{name}", search_record(space, args.seed, args.smoke), problems)
+            verified = verify_resume(f"{storage}/{name}", problems)
+        if verified is not None:
+            check_resume_matches(f"{storage}/{name}", saved_record(verified),
+                                 search_record(space, args.seed, args.smoke), problems)
     study = check_study(args, space, tracking_uri, storage, problems)
+    check_destinations(storage, name, tracking_uri, study["optuna_storage"], problems)
     if problems:
         raise ConfigError(problems, "command line")
     return SearchRequest(**study,
@@ -262,7 +319,8 @@ def build_request(args: argparse.Namespace) -> SearchRequest:
         gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=tracking_uri,
         address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke,
         max_failures=args.max_failures, dashboard=args.dashboard, artifact_location=args.artifact_location,
-        source=source, **values,
+        pending_timeout=getattr(args, "pending_timeout", None),
+        source=source, verified=verified, **values,
     )
 
 

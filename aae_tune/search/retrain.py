@@ -34,6 +34,7 @@ from aae_tune.names import (
     TAG_TRIAL,
     experiment_name,
 )
+from aae_tune.safe_yaml import load_yaml_text, read_yaml_file
 from aae_tune.search.space import SearchSpace, load_space
 from aae_tune.store import mlflow_client, sqlite_path
 
@@ -113,7 +114,7 @@ def source_space(client: Any, run_id: str, overrides: list[tuple[str, Any]], whe
         except Exception as exc:  # noqa: BLE001 - any missing or unreadable artifact is the same problem
             problems.append(f"{where}: its parent run {run_id} has no readable {SPACE_ARTIFACT} ({exc})")
             return None
-        raw = yaml.safe_load(Path(path).read_text())
+        raw = read_yaml_file(path, f"{where}: {SPACE_ARTIFACT} of parent run {run_id}")
         raw["scheduler"], raw["searcher"] = {"type": "fifo"}, {"type": "random"}
         Path(path).write_text(yaml.safe_dump(raw, sort_keys=False))
         return load_space(path, overrides)
@@ -135,7 +136,8 @@ def sampled_values(run: Any, space: SearchSpace) -> dict[str, Any]:
     YAML (numbers, lists, names). A PBT member trains from scratch with the values it ended on."""
     config = dict(run.data.params)
     config.update(json.loads(run.data.tags.get(TAG_CONFIG_NOW, "{}")))
-    return {key: yaml.safe_load(str(config[key])) for key in space.params if key in config}
+    where = f"trial run {run.info.run_id}"
+    return {key: load_yaml_text(str(config[key]), f"{where}: param {key}") for key in space.params if key in config}
 
 
 def source_tags(source: Source) -> dict[str, str]:

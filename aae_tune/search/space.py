@@ -13,16 +13,18 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
-
 from aae_tune.config import ARCHITECTURE_FIELDS, SMOKE_OVERRIDES, ExperimentConfig
 from aae_tune.errors import ConfigError
 from aae_tune.experiments import TABLE1_SAMPLES, reported_metrics
+from aae_tune.safe_yaml import read_yaml_file
 from aae_tune.schema import collect, set_path, suggest, to_dict
+from aae_tune.search.numbers import choice_problems, non_finite_paths, range_problems, too_large_counts
 
 # Names end up in paths (Tune's experiment folder) and MLflow names: no separators, no "..".
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
 Distribution = Literal["uniform", "loguniform", "quniform", "qloguniform", "randint", "choice", "grid"]
+# ASHA keeps the best 1/reduction_factor of the trials at each rung: beyond this it keeps no trial of a real budget
+MAX_REDUCTION_FACTOR = 100.0
 
 
 def shipped_spaces_dir() -> Path:
@@ -52,21 +54,10 @@ class ParamSpec:
     def check(self) -> list[str]:
         d = self.distribution
         if d in ("choice", "grid"):
-            if self.values is None or len(self.values) == 0:
-                return [f"values: a {d} needs a non-empty list of values"]
-            return []
+            return choice_problems(d, self.values, self.is_index_choice())
         if self.low is None or self.high is None:
             return [f"{d} needs low and high"]
-        errs = []
-        if not self.low < self.high:
-            errs.append(f"low/high: empty or inverted range [{self.low}, {self.high}]; low must be < high")
-        if d in ("loguniform", "qloguniform") and self.low <= 0:
-            errs.append(f"low: a log range must be > 0 (log of {self.low} is undefined); use uniform or a low > 0")
-        if d.startswith("q") and not (self.q and self.q > 0):
-            errs.append(f"q: {d} needs a step q > 0")
-        if d == "randint" and not (float(self.low).is_integer() and float(self.high).is_integer()):
-            errs.append("low/high: randint needs integer bounds")
-        return errs
+        return range_problems(d, self.low, self.high, self.q)
 
     def extremes(self) -> list[Any]:
         """Values at the edges of the range: each must give a valid experiment config."""
@@ -98,15 +89,16 @@ class SchedulerSpec:
 
     def check(self) -> list[str]:
         errs = [] if self.grace_period >= 1 else [f"grace_period: must be >= 1, got {self.grace_period}"]
-        if not self.reduction_factor > 1:
-            errs.append(f"reduction_factor: must be > 1, got {self.reduction_factor}")
+        if not 1 < self.reduction_factor <= MAX_REDUCTION_FACTOR:  # NaN fails it too
+            errs.append(f"reduction_factor: must be > 1 and at most {MAX_REDUCTION_FACTOR:g} (ASHA keeps the best "
+                        f"1/reduction_factor of the trials at each rung), got {self.reduction_factor}")
         if self.perturbation_interval < 1:
             errs.append(f"perturbation_interval: must be >= 1, got {self.perturbation_interval}")
         if not 0 < self.quantile_fraction <= 0.5:
             errs.append(f"quantile_fraction: must be in (0, 0.5], got {self.quantile_fraction}")
         if not 0 <= self.resample_probability <= 1:
             errs.append(f"resample_probability: must be in [0, 1], got {self.resample_probability}")
-        return errs
+        return errs + too_large_counts(vars(self))
 
 
 @dataclass(frozen=True)
@@ -119,7 +111,8 @@ class SearcherSpec:
     constant_liar: bool = False
 
     def check(self) -> list[str]:
-        return [] if self.n_startup_trials >= 1 else [f"n_startup_trials: must be >= 1, got {self.n_startup_trials}"]
+        errs = [] if self.n_startup_trials >= 1 else [f"n_startup_trials: must be >= 1, got {self.n_startup_trials}"]
+        return errs + too_large_counts({"n_startup_trials": self.n_startup_trials})
 
 
 @dataclass(frozen=True)
@@ -133,7 +126,7 @@ class EvaluationSpec:
     top_k: int = 1  # how many best trials get the full Table 1 protocol
 
     def check(self) -> list[str]:
-        return [f"{k}: must be >= 1, got {v}" for k, v in vars(self).items() if v < 1]
+        return [f"{k}: must be >= 1, got {v}" for k, v in vars(self).items() if v < 1] + too_large_counts(vars(self))
 
 
 @dataclass(frozen=True)
@@ -143,7 +136,7 @@ class BudgetSpec:
     max_concurrent: int = 2
 
     def check(self) -> list[str]:
-        return [f"{k}: must be >= 1, got {v}" for k, v in vars(self).items() if v < 1]
+        return [f"{k}: must be >= 1, got {v}" for k, v in vars(self).items() if v < 1] + too_large_counts(vars(self))
 
 
 @dataclass(frozen=True)
@@ -275,6 +268,34 @@ def _check_metric(space: SearchSpace, problems: list[str]) -> None:
                         f"{', '.join(sorted(reported))}")
 
 
+def _check_finite_experiment(space: SearchSpace, problems: list[str]) -> None:
+    """ExperimentConfig takes some infinite values (a prior std of .inf) that only fail inside a running trial."""
+    problems.extend(f"experiment.{p} is not a finite number"
+                    for p in non_finite_paths(space.experiment_config().to_dict()))
+
+
+def _check_smoke(space: SearchSpace, problems: list[str]) -> None:
+    """What --smoke trains (the experiment with the smoke overrides merged in, at every edge of every range) must
+    be a valid config too, so that a typo under ``smoke:`` is reported without --smoke as well."""
+    try:
+        smoke = space.experiment_config(smoke=True)
+    except ConfigError as exc:
+        problems.extend(f"smoke: {p} (in the config --smoke trains: experiment + smoke overrides)"
+                        for p in exc.problems)
+        return
+    normal = set(non_finite_paths(space.experiment_config().to_dict()))
+    problems.extend(f"smoke: {p} is not a finite number" for p in non_finite_paths(smoke.to_dict()) if p not in normal)
+    for key, spec in space.params.items():
+        if spec.check() or any(p.startswith(f"params.{key} ") for p in problems):
+            continue  # reported already
+        for i, value in enumerate(spec.extremes()):
+            try:
+                space.experiment_config({key: i if spec.is_index_choice() else value}, smoke=True)
+            except ConfigError as exc:
+                problems.extend(f"params.{key} = {value!r} with --smoke: {p}" for p in exc.problems)
+                break
+
+
 def _check_params_against_config(space: SearchSpace, problems: list[str]) -> None:
     """Every searched key must name a config field, and every edge of its range must give a valid config."""
     for key, spec in space.params.items():
@@ -322,10 +343,7 @@ def read_space_file(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict
     this file's keys are merged over it (mappings key by key; a searched param set to null is dropped)."""
     path = resolve_space_path(name_or_path)
     source = str(path)
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        raise ConfigError([f"not valid YAML: {exc}"], source) from exc
+    raw = read_yaml_file(path, source)  # bounded: a huge or alias-bombed file is one ConfigError, not gigabytes
     if not isinstance(raw, dict):
         raise ConfigError(["top level must be a mapping with keys name, experiment, params, ..."], source)
     parent = raw.pop("extends", None)
@@ -348,6 +366,8 @@ def load_space(name_or_path: str, overrides: list[tuple[str, Any]] | None = None
     if _check_experiment(raw, problems) and space is not None:
         _check_params_against_config(space, problems)
         _check_metric(space, problems)
+        _check_finite_experiment(space, problems)
+        _check_smoke(space, problems)
     if problems:
         raise ConfigError(problems, source)
     return space

@@ -3,7 +3,8 @@
 Tune passes the sampled parameters as ``config`` (flat dotted keys); fixed settings and the dataset arrive
 through ``tune.with_parameters`` (so the data sits once in the object store and every trial on a node maps the
 same memory). Each epoch the trial reports its metrics together with a checkpoint holding the full trainer state,
-so a failed or paused trial resumes exactly from ``tune.get_checkpoint()``.
+so a failed or paused trial resumes exactly from ``tune.get_checkpoint()`` — or, when that checkpoint cannot be
+read (a truncated or corrupt ``trainer.pt``), from the trial's newest earlier checkpoint that can (``restore_trainer``).
 
 The score a search optimises is the space's validation metric (aae_tune.evaluate.scores): for the likelihood
 experiment a Parzen estimate on validation images only (sigma chosen on a second validation slice), for the
@@ -15,22 +16,28 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 import tempfile
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import ray
 import torch
+from pyarrow import fs as pafs
 from ray import tune
 
 from aae_tune.data.splits import SplitData
-from aae_tune.errors import TrainingDiverged
+from aae_tune.errors import CheckpointError, TrainingDiverged
 from aae_tune.evaluate.scores import validation_scores
 from aae_tune.model.io import resolve_device, save_model_files
 from aae_tune.names import DIVERGED_FILE
 from aae_tune.search.space import SearchSpace
 from aae_tune.train import Trainer
+
+logger = logging.getLogger("aae_tune.search")
+CHECKPOINT_FOLDER = re.compile(r"checkpoint_(\d+)")  # Tune's name for a trial's n-th checkpoint folder
 
 
 @dataclass(frozen=True)
@@ -70,16 +77,86 @@ def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitDa
     trainer = Trainer(cfg, data, device=resolve_device(None))  # CUDA iff Ray gave this trial a GPU
     checkpoint = tune.get_checkpoint()
     if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            marker = Path(directory) / DIVERGED_FILE
-            if marker.is_file():  # a retry of a diverged trial: training is deterministic, it would diverge again
-                raise TrainingDiverged(marker.read_text())
-            trainer.load(directory)
+        restore_trainer(trainer, checkpoint, trial_folder=Path(tune.get_context().get_trial_dir()).name)
     try:
         train_and_report(trainer, data, settings)
     except TrainingDiverged as exc:
         report_divergence(exc, settings)
         raise
+
+
+def restore_trainer(trainer: Trainer, checkpoint: tune.Checkpoint, trial_folder: str | None = None) -> tune.Checkpoint:
+    """Load into ``trainer`` the newest of the trial's checkpoints that can be read, and return it.
+
+    ``checkpoint`` (Tune's latest) comes first. If it cannot be read (truncated or corrupt ``trainer.pt``: Tune would
+    retry from the same bad file until ``max_failures`` is spent), the trial's earlier checkpoints follow, newest
+    first, and the first that loads is used, with one warning naming the bad ones. Training then re-runs the epochs
+    after it: the MLflow callback logs only epochs its run does not have yet, and ASHA (``time_attr="epoch"``) has
+    already recorded the trial at the rungs those epochs reach, so neither counts an epoch twice. ``trial_folder``
+    (the name of the trial's folder) keeps the fallback within the trial's own checkpoints: a PBT member restored
+    from another member's checkpoint is not moved to an older state of that member. None: no such check.
+
+    A ``DIVERGED`` marker raises ``TrainingDiverged`` as before; if no checkpoint loads, a ``CheckpointError`` names
+    each one tried with its reason, so that every retry of the trial fails visibly, for the same stated reason.
+    """
+    unreadable: list[tuple[str, str]] = []  # (location, reason), newest first
+    for candidate in checkpoints_to_try(checkpoint, trial_folder):
+        try:
+            load_checkpoint(trainer, candidate)
+        except CheckpointError as exc:  # Trainer.load checks before it changes anything: the trainer is untouched
+            unreadable.append((checkpoint_location(candidate), one_line(exc)))
+            continue
+        if unreadable:
+            bad = "; ".join(f"{where} ({why})" for where, why in unreadable)
+            logger.warning("unreadable checkpoint %s: resuming from the earlier checkpoint %s (epoch %d) instead",
+                           bad, checkpoint_location(candidate), trainer.epoch)
+        return candidate
+    tried = "".join(f"\n  {where}: {why}" for where, why in unreadable)
+    raise CheckpointError(f"no checkpoint of this trial can be read, so it cannot resume; tried, newest first:{tried}")
+
+
+def checkpoints_to_try(checkpoint: tune.Checkpoint, trial_folder: str | None) -> Iterator[tune.Checkpoint]:
+    """``checkpoint``, then (listed only if it is needed) the trial's earlier ones, newest first."""
+    yield checkpoint
+    yield from earlier_checkpoints(checkpoint, trial_folder)
+
+
+def load_checkpoint(trainer: Trainer, checkpoint: tune.Checkpoint) -> None:
+    with checkpoint.as_directory() as directory:  # local, or downloaded from cloud storage
+        marker = Path(directory) / DIVERGED_FILE
+        if marker.is_file():  # a retry of a diverged trial: training is deterministic, it would diverge again
+            raise TrainingDiverged(marker.read_text())
+        trainer.load(directory)
+
+
+def earlier_checkpoints(checkpoint: tune.Checkpoint, trial_folder: str | None) -> list[tune.Checkpoint]:
+    """The ``checkpoint_NNNNNN`` folders beside ``checkpoint`` with a lower index, newest first. Listed on the
+    checkpoint's own filesystem (pyarrow, as Tune writes them), so a storage path in the cloud (s3://...) works
+    like a local one. None when ``checkpoint`` is not a numbered folder of ``trial_folder``."""
+    parent, _, name = checkpoint.path.rstrip("/").rpartition("/")
+    index = checkpoint_index(name)
+    if index is None or (trial_folder is not None and parent.rpartition("/")[2] != trial_folder):
+        return []
+    entries = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
+    numbered = [(checkpoint_index(e.base_name), e.path) for e in entries if e.type == pafs.FileType.Directory]
+    older = sorted(((i, path) for i, path in numbered if i is not None and i < index), reverse=True)
+    return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for _, path in older]
+
+
+def checkpoint_index(folder_name: str) -> int | None:
+    match = CHECKPOINT_FOLDER.fullmatch(folder_name)
+    return int(match.group(1)) if match else None
+
+
+def checkpoint_location(checkpoint: tune.Checkpoint) -> str:
+    """Where a checkpoint lives as users write it: Tune keeps cloud paths without their scheme."""
+    kind = getattr(checkpoint.filesystem, "type_name", "local")
+    scheme = {"gcs": "gs"}.get(kind, kind)  # pyarrow's filesystem type name -> the URI scheme
+    return checkpoint.path if kind == "local" else f"{scheme}://{checkpoint.path}"
+
+
+def one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())  # torch's reasons can span lines; the error lists one checkpoint per line
 
 
 def report_divergence(exc: TrainingDiverged, settings: TrialSettings) -> None:

@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import scipy.io
 
+from tests.bombs import billion_laughs_space, mnist_with_gzip_bomb
 from tests.helpers import REPO_ROOT, closed_port
 
 GOOD_SPACE = (REPO_ROOT / "search_spaces" / "likelihood_mnist.yaml").read_text()
@@ -22,6 +23,67 @@ GOOD_SPACE = (REPO_ROOT / "search_spaces" / "likelihood_mnist.yaml").read_text()
 def write(path: Path, text: str) -> str:
     path.write_text(text)
     return str(path)
+
+
+def strict_preflight_cases(tmp: Path, sp: list[str]) -> dict[str, tuple[list[str], str]]:
+    """Issue 24: input the pre-flight once accepted and Ray, Optuna, numpy or MLflow refused after the search had
+    started (a traceback, a parent run left RUNNING, or trials PENDING forever)."""
+    storage = tmp / "strict_storage"
+    (storage / "search-folder-taken").parent.mkdir()
+    (storage / "search-folder-taken").write_text("a file where the search folder would go")
+    (storage / "resumed" / "inside").mkdir(parents=True)
+    not_sqlite = write(tmp / "not_sqlite.db", "plain text, not a database")
+    same = f"sqlite:///{tmp}/shared.db"
+    return {
+        "infinite-bound": ([*sp, "--set", "params.prior.std.high=.inf"], "params.prior.std.high: inf is not a finite"),
+        "nan-step": ([*sp, "--set", "params.prior.std={distribution: quniform, low: 1, high: 9, q: .nan}"],
+                     "params.prior.std.q: nan is not a finite number"),
+        "range-overflows": ([*sp, "--set", "params.optim.reconstruction.momentum.low=-1.0e+308",
+                             "--set", "params.optim.reconstruction.momentum.high=1.0e+308"],
+                            "high - low overflows to infinity"),
+        "bounds-off-the-step": ([*sp, "--set", "params.prior.std={distribution: quniform, low: 1, high: 10, q: 4}"],
+                                "a quniform range needs bounds that are multiples of q = 4.0"),
+        "randint-beyond-int64": ([*sp, "--set", "params.code_dim={distribution: randint, low: 2, high: 1.0e+30}"],
+                                 "randint bounds must lie within numpy's int64"),
+        "unsearchable-choice": ([*sp, "--set", "params.code_dim={distribution: choice, values: [8, 2026-01-01]}"],
+                                "(date) cannot be searched"),
+        "infinite-reduction-factor": ([*sp, "--set", "scheduler.reduction_factor=.inf"],
+                                      "reduction_factor: must be > 1 and at most 100"),
+        "infinite-experiment-value": ([*sp, "--set", "prior.std=.inf"], "experiment.prior.std: inf is not a finite"),
+        "smoke-typo-without-smoke": ([*sp, "--set", "smoke.net.hiden=[10]"], "smoke: net.hiden: unknown key"),
+        "count-beyond-int64": ([*sp, "--num-samples", str(2**70)], "--num-samples: 1180591620717411303424 is beyond"),
+        "negative-seed": ([*sp, "--seed", "-1"], "--seed: must be in [0, 4294967295]"),
+        "seed-beyond-numpy": ([*sp, "--seed", str(2**40)], "--seed: must be in [0, 4294967295]"),
+        "infinite-cpus": ([*sp, "--cpus-per-trial", "inf"], "--cpus-per-trial: must be a finite number"),
+        "nan-gpus": ([*sp, "--gpus-per-trial", "nan"], "--gpus-per-trial: must be a finite number"),
+        "split-gpus-above-one": ([*sp, "--gpus-per-trial", "1.5"], "must be a whole number of GPUs"),
+        # more than any machine this runs on has: refused locally, where the trials would wait forever
+        "gpus-the-local-ray-lacks": ([*sp, "--gpus-per-trial", "1024"], "--gpus-per-trial 1024: the local Ray would"),
+        "cpus-the-local-ray-lacks": ([*sp, "--cpus-per-trial", "100000"], "--cpus-per-trial 100000: the local Ray"),
+        "search-folder-is-a-file": ([*sp, "--storage-path", str(storage), "--name", "search-folder-taken"],
+                                    "search-folder-taken is a file, not a search folder"),
+        "optuna-shares-the-mlflow-file": ([*sp, "--tracking-uri", same, "--optuna-storage", same],
+                                          "the same file as the MLflow store"),
+        "optuna-storage-not-sqlite": ([*sp, "--optuna-storage", f"sqlite:///{not_sqlite}"],
+                                      "not_sqlite.db is not a SQLite database"),
+        "tracking-store-not-sqlite": ([*sp, "--tracking-uri", f"sqlite:///{not_sqlite}"],
+                                      "not_sqlite.db is not a SQLite database"),
+        "tracking-store-in-search-folder": ([*sp, "--storage-path", str(storage), "--name", "resumed",
+                                             "--tracking-uri", f"sqlite:///{storage}/resumed/inside/mlflow.db"],
+                                            "the MLflow store would lie in the search folder"),
+        "search-name-is-the-tracking-store": ([*sp, "--storage-path", str(tmp), "--name", "shared.db",
+                                               "--tracking-uri", same], "the MLflow store would lie in the search"),
+    }
+
+
+STRICT_PREFLIGHT_CASE_IDS = [
+    "infinite-bound", "nan-step", "range-overflows", "bounds-off-the-step", "randint-beyond-int64",
+    "unsearchable-choice", "infinite-reduction-factor", "infinite-experiment-value", "smoke-typo-without-smoke",
+    "count-beyond-int64", "negative-seed", "seed-beyond-numpy", "infinite-cpus", "nan-gpus", "split-gpus-above-one",
+    "gpus-the-local-ray-lacks", "cpus-the-local-ray-lacks", "search-folder-is-a-file", "optuna-shares-the-mlflow-file",
+    "optuna-storage-not-sqlite", "tracking-store-not-sqlite", "tracking-store-in-search-folder",
+    "search-name-is-the-tracking-store",
+]
 
 
 def make_cases(tmp: Path, mnist_dir: Path) -> dict[str, tuple[list[str], str]]:
@@ -85,7 +147,27 @@ def make_cases(tmp: Path, mnist_dir: Path) -> dict[str, tuple[list[str], str]]:
         "pbt-with-tpe": ([*sp, "--set", "scheduler.type=pbt"], "pbt draws its own population"),
         "variant-inconsistent": (["search", "--space", "supervised_mnist", "--set", "num_labeled=100"],
                                  "the supervised model uses every label"),
+        **strict_preflight_cases(tmp, sp),
+        # issue 24, bounded parsing: 600 bytes of nested YAML aliases; a 1.3 MB gzip of 300 MB claiming 10 images
+        "billion-laughs-space": (["search", "--space", write(tmp / "laughs.yaml", billion_laughs_space())],
+                                 "values once its aliases are expanded"),
+        "gzip-bomb-idx": ([*sp, "--data-dir", str(mnist_with_gzip_bomb(tmp / "gzip_bomb", mnist_dir))],
+                          "train-images-idx3-ubyte.gz is longer than its header says"),
+        # issue 24, a search's life: more than the disk holds; an unsigned folder (a planted tuner.pkl) to resume
+        "storage-too-small": ([*sp, "--num-samples", "10000000"], "MiB are free there"),
+        "pending-timeout-zero": ([*sp, "--pending-timeout", "0"], "--pending-timeout: must be a number of seconds > 0"),
+        "resume-unsigned": ([*sp, "--storage-path", str(unsigned_search(tmp)), "--name", "old", "--resume"],
+                            "carries no signed state"),
     }
+
+
+def unsigned_search(tmp: Path) -> Path:
+    """A folder that looks like a search to Tune (tuner.pkl, a record) but that no aae_tune driver signed."""
+    folder = tmp / "unsigned" / "old"
+    folder.mkdir(parents=True)
+    (folder / "tuner.pkl").write_bytes(b"not a pickle this search wrote")
+    (folder / "aae_search.json").write_text("{}")
+    return folder.parent
 
 
 RUNNER = """
@@ -135,6 +217,8 @@ CASE_IDS = [
     "pbt-with-tpe",
     "path-traversal-space-name", "storage-not-writable", "storage-is-a-file", "incompatible-checkpoint",
     "train-unknown-key",
+    *STRICT_PREFLIGHT_CASE_IDS,
+    "billion-laughs-space", "gzip-bomb-idx", "storage-too-small", "pending-timeout-zero", "resume-unsigned",
 ]
 
 

@@ -31,7 +31,7 @@ def test_dry_run_checks_and_prints_the_search_and_starts_nothing(tmp_path):
     env_uri = f"sqlite:///{tmp_path}/from_env.db"
     proc = run(["aae_tune.search", "--space", "likelihood_mnist", "--dry-run", "--smoke-test", "--cpus-per-trial",
                 "0.5", "--gpus-per-trial", "0.25", "--max-failures", "5", "--set", "code_dim=6"], tmp_path,
-               MLFLOW_TRACKING_URI=env_uri)
+               MLFLOW_TRACKING_URI=env_uri, RAY_OVERRIDE_RESOURCES='{"GPU": 1}')  # a GPU share needs a GPU
     assert proc.returncode == 0, proc.stderr
     header = [line for line in proc.stdout.splitlines() if line.startswith("#")]
     assert any("0.5 CPU, GPU: 0.25; restarts on failure: 5" in line for line in header), header

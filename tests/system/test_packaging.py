@@ -3,6 +3,7 @@ with it, every console script is there, and a smoke search runs end to end."""
 
 import os
 import shutil
+import site
 import subprocess
 import sys
 from pathlib import Path
@@ -23,8 +24,8 @@ def sh(args: list[str], cwd: Path, env: dict[str, str] | None = None, timeout: i
 
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory) -> Path:
-    """A fresh virtual environment with the built wheel installed. It sees the already installed dependencies
-    (--system-site-packages: no multi-GB torch/ray download per test run) but its own aae_tune comes first."""
+    """A fresh virtual environment with the built wheel installed, then given the dependencies of the environment
+    running the tests (no multi-GB torch/ray download per test run); its own aae_tune comes first."""
     tmp = tmp_path_factory.mktemp("wheel")
     source = tmp / "source"  # build from a copy: the build leaves build/ and *.egg-info behind
     for folder in ("aae_tune", "search_spaces"):
@@ -34,9 +35,30 @@ def venv(tmp_path_factory) -> Path:
     sh([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"),
         str(source)], tmp)
     wheel = next((tmp / "dist").glob("aae_tune-*.whl"))
-    sh([sys.executable, "-m", "venv", "--system-site-packages", str(tmp / "venv")], tmp)
-    sh([str(tmp / "venv" / "bin" / "python"), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], tmp)
+    # No --system-site-packages: inside a venv or conda env that would be the base interpreter's packages, not
+    # the running environment's. The wheel goes in while the venv sees nothing else, so pip neither finds the
+    # checkout's aae_tune "already installed" nor touches the running environment.
+    sh([sys.executable, "-m", "venv", str(tmp / "venv")], tmp)
+    python = tmp / "venv" / "bin" / "python"
+    sh([str(python), "-m", "pip", "install", "--no-deps", "--no-index", str(wheel)], tmp)
+    see_running_site_dirs(python, tmp)
     return tmp / "venv"
+
+
+def running_site_dirs() -> list[str]:
+    """The site directories the running interpreter imports from (its venv / conda env, the base one when it has
+    system site packages, the user site when enabled), in its own precedence order."""
+    site_dirs = {os.path.abspath(path) for path in (*site.getsitepackages(), site.getusersitepackages())}
+    return [path for path in sys.path if path and os.path.abspath(path) in site_dirs]
+
+
+def see_running_site_dirs(python: Path, cwd: Path) -> None:
+    """Append the running environment's site directories to the venv's sys.path with a .pth file.
+
+    A .pth puts them after the venv's own site-packages, so the wheel's aae_tune wins; and .pth files inside
+    those directories are not run, so the checkout's editable install (a .pth finder there) stays invisible."""
+    venv_site = sh([str(python), "-c", "import sysconfig; print(sysconfig.get_path('purelib'))"], cwd).strip()
+    (Path(venv_site) / "aae_tune_test_deps.pth").write_text("\n".join(running_site_dirs()) + "\n")
 
 
 def clean_env(venv: Path) -> dict[str, str]:

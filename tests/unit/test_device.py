@@ -48,6 +48,7 @@ def test_trial_resources_default_to_one_gpu_when_the_cluster_has_gpus(tmp_path, 
 
 
 def test_fractional_gpus_per_trial_are_passed_through(tmp_path, monkeypatch):
+    monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", '{"GPU": 4}')  # the pre-flight refuses GPUs a local Ray lacks
     monkeypatch.setattr(ray, "cluster_resources", lambda: {"CPU": 16.0, "GPU": 4.0})
     assert trial_resources(request(tmp_path, "--gpus-per-trial", "0.25")) == {"cpu": 1.0, "gpu": 0.25}
     assert trial_resources(request(tmp_path, "--gpus-per-trial", "0")) == {"cpu": 1.0, "gpu": 0.0}

@@ -3,7 +3,6 @@ and drawn, modules stay small, and checking a space file does not load torch."""
 
 from __future__ import annotations
 
-import json
 import re
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import pytest
 
 from aae_tune.errors import ConfigError
 from aae_tune.experiments import MODEL_SPECS, Figure, reported_metrics
-from aae_tune.names import SEARCH_RECORD
 from aae_tune.search.request import check_resume_matches, search_record
 from aae_tune.search.space import available_spaces, load_space
 from tests.helpers import REPO_ROOT
@@ -83,21 +81,19 @@ def test_resume_of_a_search_from_before_the_layout_is_refused_with_a_clear_messa
     space = load_space("likelihood_mnist")
     record = search_record(space, seed=0, smoke=True)
     old = {k: v for k, v in record.items() if k != "layout"}  # what aae_tune 0.1 wrote
-    (tmp_path / SEARCH_RECORD).write_text(json.dumps(old))
     problems: list[str] = []
-    check_resume_matches(str(tmp_path), record, problems)
+    check_resume_matches(str(tmp_path), old, record, problems)
     assert len(problems) == 1 and "older aae_tune" in problems[0] and "new --name" in problems[0]
 
-    (tmp_path / SEARCH_RECORD).write_text(json.dumps(record))  # written by this layout: resumable
     problems = []
-    check_resume_matches(str(tmp_path), record, problems)
+    check_resume_matches(str(tmp_path), record, record, problems)  # written by this layout: resumable
     assert problems == []
 
 
 def test_resume_with_a_changed_default_names_the_value_then_and_now(tmp_path):
     then = search_record(load_space("likelihood_mnist", [("scheduler.grace_period", 2)]), seed=0, smoke=False)
-    (tmp_path / SEARCH_RECORD).write_text(json.dumps(then))
     problems: list[str] = []
-    check_resume_matches(str(tmp_path), search_record(load_space("likelihood_mnist"), seed=1, smoke=False), problems)
+    now = search_record(load_space("likelihood_mnist"), seed=1, smoke=False)
+    check_resume_matches(str(tmp_path), then, now, problems)
     assert len(problems) == 1
     assert "scheduler.grace_period: 2 then, 10 now; seed: 0 then, 1 now" in problems[0], problems[0]

@@ -1,0 +1,75 @@
+"""A truncated latest checkpoint, really injected: the trial's worker is SIGKILLed, the newer checkpoints in the
+storage folder are cut off half-way, and Tune restores the trial from one of them. The trial falls back to its
+intact earlier checkpoint and finishes in the same MLflow run, each epoch logged once (RELIABILITY.md)."""
+
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from aae_tune.names import CHECKPOINT_FILE
+from tests.helpers import epochs_logged, kill_group, search_runs, start, wait_for
+from tests.system.test_faults import search_cmd, tracking
+
+NAME, EPOCHS = "truncated", 5
+
+
+def checkpoint_dirs(tmp_path: Path) -> list[Path]:
+    """The trial's checkpoint folders in the storage path, oldest first (one trial: one trial folder)."""
+    return sorted((tmp_path / "ray_results" / NAME).glob("*/checkpoint_[0-9]*"))
+
+
+def worker_pid(proc: subprocess.Popen, tmp_path: Path) -> int:
+    """The trial's worker process, as the MLflow callback records it with the first logged epoch."""
+    def recorded() -> int | None:
+        client, _, trials = search_runs(tracking(tmp_path), NAME)
+        run_id = trials[0].info.run_id if trials else None
+        return run_id and epochs_logged(client, run_id) and int(client.get_run(run_id).data.tags["ray_pid"])
+
+    return int(wait_for(recorded, proc, what="the first epoch"))
+
+
+def wait_for_checkpoints(proc: subprocess.Popen, tmp_path: Path, count: int, timeout: float = 300) -> None:
+    """Until ``count`` checkpoint folders exist, polled finely: a smoke epoch takes about a second."""
+    deadline = time.time() + timeout
+    while len(checkpoint_dirs(tmp_path)) < count:
+        assert proc.poll() is None, f"search exited ({proc.returncode}) before {count} checkpoints"
+        assert time.time() < deadline, f"timed out waiting for {count} checkpoints"
+        time.sleep(0.05)
+
+
+def truncate(checkpoint_dir: Path) -> None:
+    path = checkpoint_dir / CHECKPOINT_FILE
+    if path.is_file():  # a folder whose copy the kill interrupted has none: unreadable as it is
+        path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def test_truncated_latest_checkpoint_falls_back_to_the_earlier_one(tmp_path):
+    cmd = search_cmd(tmp_path, NAME, "--num-samples", "1", "--max-epochs", str(EPOCHS), "--max-failures", "2",
+                     "--set", "scheduler.type=fifo")
+    proc = start(cmd, tmp_path)
+    try:
+        pid = worker_pid(proc, tmp_path)
+        # A trial's worker only starts epoch e+2 once the driver has registered the checkpoint of epoch e (the
+        # report blocks until Tune asks for the next result), so with three folders on disk the first two are
+        # registered, and Tune's latest checkpoint is the second or the third: both get truncated.
+        wait_for_checkpoints(proc, tmp_path, 3)
+        os.kill(pid, signal.SIGKILL)  # first: a dead worker writes nothing more
+        intact, *newer = checkpoint_dirs(tmp_path)
+        for folder in newer:
+            truncate(folder)
+        out, _ = proc.communicate(timeout=600)
+    finally:
+        if proc.poll() is None:
+            kill_group(proc)
+    assert proc.returncode == 0, out[-3000:]
+    fallback = [line for line in out.splitlines() if "resuming from the earlier checkpoint" in line]
+    assert len(fallback) == 1, out[-3000:]  # one warning, naming the bad checkpoint(s) and the one used
+    assert f"{newer[0]} (" in fallback[0] and f"earlier checkpoint {intact} (epoch 1)" in fallback[0], fallback
+    client, parents, trials = search_runs(tracking(tmp_path), NAME)
+    assert len(parents) == 1 and len(trials) == 1  # the same run continued
+    tags = client.get_run(trials[0].info.run_id).data.tags
+    assert tags["recovered_failures"] == "1" and int(tags["ray_pid"]) != pid
+    assert tags["stop_reason"] == "completed" and tags["epochs_trained"] == str(EPOCHS)  # reached the last epoch
+    assert epochs_logged(client, trials[0].info.run_id) == list(range(1, EPOCHS + 1))  # re-trained epochs once

@@ -1,0 +1,33 @@
+"""A search whose trials can never be placed stops after --pending-timeout with one clear message, on a real local
+Ray and Tune: the trials ask for a resource no node has, as a GPU trial does on a cluster of CPU nodes."""
+
+import time
+
+from ray import tune
+
+from aae_tune.search.pending import PendingTimeout
+
+MISSING = "aae_test_missing_resource"  # no node has it: every trial waits, PENDING, as long as it takes
+
+
+def report_once(config):
+    tune.report({"score": 1.0})
+
+
+def test_trials_that_wait_past_the_timeout_stop_the_search(ray_session, tmp_path, capfd):
+    watch = PendingTimeout(3, {"cpu": 1.0, MISSING: 1.0})
+    tuner = tune.Tuner(
+        tune.with_resources(report_once, tune.PlacementGroupFactory([{"CPU": 1, MISSING: 1}])),
+        tune_config=tune.TuneConfig(num_samples=2),
+        run_config=tune.RunConfig(name="pending", storage_path=str(tmp_path), stop=watch, callbacks=[watch],
+                                  verbose=0),
+    )
+    start = time.monotonic()
+    results = tuner.fit()
+    assert time.monotonic() - start < 60
+    assert watch.stop_all() and "for 3 s no trial has run while 2 waited" in watch.fired
+    assert f"1 {MISSING} per trial, the cluster has 0" in watch.fired
+    assert results.num_errors == 0 and all("score" not in r.metrics for r in results)  # none ran
+    err = capfd.readouterr().err
+    assert err.count("warning: 1 aae_test_missing_resource per trial") == 1  # said once, at start
+    assert err.count("error: search stopped") == 1
