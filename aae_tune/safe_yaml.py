@@ -106,7 +106,10 @@ def _where(event_or_mark: Any) -> str:
 
 def _parse(stream: str | bytes, limits: YamlLimits, source: str) -> Any:
     """One YAML document -> Python values (what ``yaml.safe_load`` returns), or a ConfigError."""
-    loader = _BoundedLoader(stream, limits)
+    try:
+        loader = _BoundedLoader(stream, limits)  # PyYAML's reader checks the characters here already
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"not valid YAML: {exc}"], source) from exc
     try:
         return loader.get_single_data()
     except _Refused as exc:

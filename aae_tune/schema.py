@@ -19,6 +19,7 @@ from aae_tune.errors import ConfigError
 from aae_tune.safe_yaml import VALUE_LIMITS, load_yaml_text
 
 T = TypeVar("T")
+INT64_LIMIT = 2**63
 
 
 def suggest(name: str, options: list[str]) -> str:
@@ -69,7 +70,10 @@ def _convert(value: Any, tp: Any, path: str, problems: _Problems) -> Any:
         if not isinstance(value, Mapping):
             problems.bad_type(f"{path}: expected a mapping, got {type(value).__name__} {value!r}")
             return value
-        value_tp = get_args(tp)[1]
+        key_tp, value_tp = get_args(tp)
+        if key_tp is str and (bad := [k for k in value if not isinstance(k, str)]):
+            problems.bad_type(f"{path}: keys must be names (strings), got {bad[0]!r}")
+            return value
         return {k: _convert(v, value_tp, f"{path}.{k}", problems) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         if isinstance(value, tp):
@@ -85,8 +89,12 @@ def _convert(value: Any, tp: Any, path: str, problems: _Problems) -> Any:
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
             if isinstance(value, float) and value.is_integer():
-                return int(value)
-            problems.bad_type(f"{path}: expected an integer, got {value!r}")
+                value = int(value)
+            else:
+                problems.bad_type(f"{path}: expected an integer, got {value!r}")
+                return value
+        if not -INT64_LIMIT <= value < INT64_LIMIT:  # torch, numpy and Ray hold 64-bit integers at most
+            problems.bad_type(f"{path}: {str(value)[:20]}... is too large for an integer setting")
         return value
     if tp is float:
         if isinstance(value, str):  # YAML 1.1 (PyYAML) reads 1e-3 as a string: accept what float() accepts
@@ -97,7 +105,11 @@ def _convert(value: Any, tp: Any, path: str, problems: _Problems) -> Any:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             problems.bad_type(f"{path}: expected a number, got {value!r}")
             return value
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an integer of 309 digits: no float holds it
+            problems.bad_type(f"{path}: {str(value)[:20]}... is too large for a number")
+            return value
     if tp is str:
         if not isinstance(value, str):
             problems.bad_type(f"{path}: expected a string, got {value!r}")
@@ -169,10 +181,14 @@ def set_path(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[last] = value
 
 
-def parse_overrides(pairs: list[str]) -> list[tuple[str, Any]]:
-    """``key.sub=value`` strings (``--set``) -> (dotted key, YAML-parsed value); malformed pairs raise ConfigError."""
+def parse_overrides(pairs: list[str | tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """``key.sub=value`` strings (``--set``) -> (dotted key, YAML-parsed value); malformed pairs raise ConfigError.
+    A (key, value) pair (the Python API's ``overrides``) is taken as it is: its value is no text to parse."""
     out, problems = [], []
     for pair in pairs:
+        if isinstance(pair, tuple):
+            out.append(pair)
+            continue
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             problems.append(f"--set {pair!r}: expected key=value, e.g. --set optim.reconstruction.lr=0.01")

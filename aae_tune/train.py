@@ -28,9 +28,12 @@ from aae_tune.data.splits import SplitData
 from aae_tune.errors import CheckpointError, TrainingDiverged
 from aae_tune.model.aae import AdversarialAutoencoder, Batch
 from aae_tune.model.inference import recon_loss
-from aae_tune.model.io import resolve_device
+from aae_tune.model.io import resolve_device, state_mismatches
 from aae_tune.model.registry import build_model
 from aae_tune.names import CHECKPOINT_FILE
+
+# What ``Trainer.save`` writes and ``Trainer.load`` needs
+CHECKPOINT_KEYS = ("epoch", "config_json", "model", "optimizers", "schedulers", "generator")
 
 
 def make_optimizer(params: list[torch.nn.Parameter], sched: ScheduleConfig, kind: str) -> torch.optim.Optimizer:
@@ -189,6 +192,9 @@ class Trainer:
             state = torch.load(path, map_location=self.device, weights_only=True)
         except Exception as exc:  # noqa: BLE001 - any unreadable file is the same user-facing problem
             raise CheckpointError(f"cannot read checkpoint {path}: {exc}") from exc
+        missing = [k for k in CHECKPOINT_KEYS if not isinstance(state, dict) or k not in state]
+        if missing:
+            raise CheckpointError(f"checkpoint {path} is not a trainer checkpoint (no {', '.join(missing)})")
         saved = ExperimentConfig.from_dict(json.loads(state["config_json"]), source=f"config in {path}")
         if saved.architecture() != self.cfg.architecture():
             diff = sorted(k for k, v in saved.architecture().items() if self.cfg.architecture()[k] != v)
@@ -196,6 +202,9 @@ class Trainer:
                 f"checkpoint {path} was written for a different model ({', '.join(diff)} differ); "
                 "use the config it was trained with or start a fresh run"
             )
+        mismatches = state_mismatches(self.model.state_dict(), state["model"])
+        if mismatches:  # the config matches but the weights do not: an altered or foreign file
+            raise CheckpointError(f"checkpoint {path}: its weights do not fit its config: {'; '.join(mismatches)}")
         self.model.load_state_dict(state["model"])
         for k, opt in self.optimizers.items():
             opt.load_state_dict(state["optimizers"][k])

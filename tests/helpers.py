@@ -158,3 +158,19 @@ def resume_cleanly(cmd: list[str], cwd: Path, tracking_uri: str, name: str, tria
         steps = epochs_logged(client, run.info.run_id)
         assert steps == sorted(set(steps)) and steps[-1] <= max_epochs, steps
     return resumed
+
+
+@contextlib.contextmanager
+def mounted_tmpfs(mount: Path, size: str):
+    """A real filesystem of ``size`` (e.g. "16m") at ``mount``: writes past it fail with ENOSPC. Skips the test where
+    mounting is not permitted."""
+    import pytest
+
+    mount.mkdir(parents=True, exist_ok=True)
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mount)], capture_output=True)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)

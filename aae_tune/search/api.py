@@ -12,7 +12,6 @@ Bad input raises ``ConfigError`` (every problem in one message) or ``DataError``
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aae_tune.search.cli import build_parser
@@ -33,7 +32,7 @@ def make_request(space: str, *, num_samples: int | None = None, max_epochs: int 
     args = build_parser().parse_args(["--space", space])  # the command line's defaults
     settings = {k: v for k, v in locals().items() if k not in ("space", "args", "overrides")}
     vars(args).update(settings)
-    args.overrides = [f"{key}={json.dumps(value)}" for key, value in (overrides or {}).items()]
+    args.overrides = list((overrides or {}).items())  # values as they are: no text round trip
     return build_request(args)
 
 

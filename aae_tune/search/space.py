@@ -234,12 +234,17 @@ def available_spaces() -> list[str]:
 def resolve_space_path(name_or_path: str) -> Path:
     """A shipped space name (``likelihood_mnist``) or a path to a YAML file."""
     path = Path(name_or_path)
-    if path.suffix in (".yaml", ".yml") or path.exists():
-        if not path.is_file():
-            raise ConfigError([f"no such file {path}"], "--space")
-        return path
-    shipped = SPACES_DIR / f"{name_or_path}.yaml"
-    if not shipped.is_file():
+    try:
+        if path.suffix in (".yaml", ".yml") or path.exists():
+            if not path.is_file():
+                raise ConfigError([f"no such file {path}"], "--space")
+            return path
+        shipped = SPACES_DIR / f"{name_or_path}.yaml"
+        known = shipped.is_file()
+    except OSError as exc:  # e.g. a name longer than the filesystem allows
+        raise ConfigError([f"{name_or_path[:80]!r}: neither a shipped space nor a readable file ({exc.strerror})"],
+                          "--space") from None
+    if not known:
         names = available_spaces()
         raise ConfigError(
             [f"unknown space {name_or_path!r}{suggest(name_or_path, names)}; available: {', '.join(names)}"],
@@ -326,13 +331,17 @@ def apply_override(raw: dict[str, Any], key: str, value: Any) -> str | None:
         if (rest in params or isinstance(value, dict)) and isinstance(raw.get("params"), dict):
             raw["params"][rest] = value
             return None
-        for name in sorted(params, key=len, reverse=True):
-            if rest.startswith(name + ".") and isinstance(params[name], dict):
+        for name in sorted(params, key=lambda k: len(str(k)), reverse=True):
+            if rest.startswith(f"{name}.") and isinstance(params[name], dict):
                 params[name][rest[len(name) + 1 :]] = value
                 return None
     if head not in SEARCH_SPACE_KEYS:
         params.pop(key, None)
-        set_path(raw.setdefault("experiment", {}), key, value)
+        if raw.get("experiment") is None:
+            raw["experiment"] = {}  # an empty section
+        if not isinstance(raw["experiment"], dict):
+            return f"--set {key}: the file's experiment section is not a mapping, so {head!r} cannot be set in it"
+        set_path(raw["experiment"], key, value)
         return None
     set_path(raw, key, value)
     return None
@@ -353,7 +362,8 @@ def read_space_file(name_or_path: str, seen: tuple[str, ...] = ()) -> tuple[dict
         raise ConfigError([f"extends: {parent!r} must name another space, without cycles"], source)
     base, _ = read_space_file(parent, (*seen, str(path.resolve())))
     merged = _merge(base, raw)
-    merged["params"] = {k: v for k, v in (merged.get("params") or {}).items() if v is not None}
+    if isinstance(merged.get("params"), dict):  # anything else is reported as a type error by load_space
+        merged["params"] = {k: v for k, v in merged["params"].items() if v is not None}
     return merged, source
 
 

@@ -16,6 +16,7 @@ from tests.helpers import (
     epochs_logged,
     kill_after_epochs,
     kill_group,
+    mounted_tmpfs,
     resume_cleanly,
     search_runs,
     start,
@@ -89,15 +90,8 @@ def test_diverging_trial_is_stopped_with_a_reason_and_the_search_goes_on(tmp_pat
 @pytest.fixture
 def tiny_disk(tmp_path):
     """A real 16 MiB filesystem: writes past it fail with ENOSPC."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=16m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "16m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", str(mount)], check=True)
 
 
 def test_full_disk_is_a_clear_error_and_keeps_the_previous_checkpoint(tiny_disk, small_mnist, tiny_config):

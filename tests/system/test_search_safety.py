@@ -15,7 +15,16 @@ from pathlib import Path
 import pytest
 
 from aae_tune.names import LEASE_FILE, SEARCH_RECORD, STATE_DIR
-from tests.helpers import REPO_ROOT, epochs_logged, kill_after_epochs, resume_cleanly, search_runs, start, wait_for
+from tests.helpers import (
+    REPO_ROOT,
+    epochs_logged,
+    kill_after_epochs,
+    mounted_tmpfs,
+    resume_cleanly,
+    search_runs,
+    start,
+    wait_for,
+)
 
 
 def tracking(root: Path) -> str:
@@ -124,15 +133,8 @@ def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path):
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 64 MiB filesystem for the storage path."""
-    mount = tmp_path / "disk"
-    mount.mkdir()
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(mount)], capture_output=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
-    try:
+    with mounted_tmpfs(tmp_path / "disk", "64m") as mount:
         yield mount
-    finally:
-        subprocess.run(["umount", "-l", str(mount)], check=True)
 
 
 def test_a_full_disk_stops_the_search_and_resume_does_not_start_over(tmp_path, small_disk):

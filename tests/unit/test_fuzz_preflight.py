@@ -15,7 +15,6 @@ import io
 import math
 import os
 import tempfile
-import traceback
 from pathlib import Path
 from unittest import mock
 
@@ -25,33 +24,15 @@ import yaml
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from aae_tune.errors import ConfigError
 from aae_tune.schema import parse_overrides
 from aae_tune.search.api import make_request
 from aae_tune.search.cli import main
 from aae_tune.search.signing import KEY_ENV, KEY_FILE_ENV
 from aae_tune.search.space import SPACES_DIR
 
-SHIPPED = {p.stem: yaml.safe_load(p.read_text()) for p in sorted(SPACES_DIR.glob("*.yaml"))}
 SHIPPED_TEXT = {p.stem: p.read_bytes() for p in sorted(SPACES_DIR.glob("*.yaml"))}
+SHIPPED = {name: yaml.safe_load(text) for name, text in SHIPPED_TEXT.items()}
 SPACE_FILE = "space.yaml"  # inside the example's folder, which is also the working folder
-
-# Bugs this test found that are not fixed yet: (bug, exception, aae_tune calls it escapes through (outer > inner),
-# text of its message). The fuzzed tests count them instead of failing again, and REGRESSIONS below fails on each
-# (xfail, strict) until it is fixed; then delete its rows here and its xfail there.
-KNOWN_BUGS = [
-    ("yaml-reader-outside-try", yaml.YAMLError, "safe_yaml.py:_parse > safe_yaml.py:__init__", ""),
-    ("long-space-name", OSError, "search/space.py:resolve_space_path", "File name too long"),
-    ("extends-params-not-mapping", AttributeError, "search/space.py:read_space_file", "has no attribute 'items'"),
-    ("set-into-non-mapping-experiment", (AttributeError, TypeError),
-     "search/space.py:apply_override > schema.py:set_path", ""),
-    ("huge-int-as-float", OverflowError, "schema.py:_convert", "int too large to convert to float"),
-    ("param-key-not-string", AttributeError, "search/space.py:_check_params_against_config > schema.py:set_path",
-     "has no attribute 'split'"),
-    ("param-key-not-string", TypeError, "search/space.py:apply_override", "has no len()"),
-    ("api-overrides-as-json", ConfigError, "search/api.py:make_request > search/request.py:build_request",
-     "expected an integer, got '"),
-]
 
 # CI runs the same examples every time (derandomized; no example database written into the checkout), in well under
 # a minute; AAE_TUNE_FUZZ_EXAMPLES=5000 fuzzes longer, with fresh random examples each run.
@@ -68,15 +49,9 @@ def node_paths(tree, prefix: tuple = ()) -> list[tuple]:
 
 
 def dotted_keys() -> list[str]:
-    """``--set`` keys the shipped files really have: file keys, bare experiment fields, and parameter fields."""
-    keys = set()
-    for tree in SHIPPED.values():
-        for path in node_paths(tree):
-            if all(isinstance(k, str) for k in path):
-                keys.add(".".join(path))
-                if path[0] == "experiment" and len(path) > 1:
-                    keys.add(".".join(path[1:]))  # a bare experiment field pins it
-    return sorted(keys)
+    """``--set`` keys the shipped files have, also as bare experiment fields (``code_dim=8`` pins that field)."""
+    keys = [".".join(p) for tree in SHIPPED.values() for p in node_paths(tree) if all(isinstance(k, str) for k in p)]
+    return sorted({*keys, *(key.removeprefix("experiment.") for key in keys)})
 
 
 PATHS = {name: node_paths(tree) for name, tree in SHIPPED.items()}
@@ -91,25 +66,19 @@ VALUES = st.recursive(SCALARS, lambda inner: st.lists(inner, max_size=3)
                       | st.dictionaries(st.text(max_size=6) | st.integers() | st.none(), inner, max_size=3),
                       max_leaves=6)
 JUNK_KEYS = st.one_of(st.text(max_size=8), st.integers(), st.none(), st.sampled_from(["experiment", "params", "low"]))
-EXTENDS = st.one_of(st.sampled_from([*SHIPPED, "likelihood_mnsit", "no_such_space", "no_such.yaml", SPACE_FILE,
-                                     "storage", "/dev/null", "/", "", "../../etc/passwd", "x" * 300, "a\0b"]),
-                    st.text(max_size=12), VALUES)
+EXTENDS = st.sampled_from([*SHIPPED, "likelihood_mnsit", "no_such_space", "no_such.yaml", SPACE_FILE, "storage",
+                           "/dev/null", "/", "", "../../etc/passwd", "x" * 300, "a\0b", 5, ["likelihood_mnist"], {}]) \
+    | st.text(max_size=12)
 DISTRIBUTIONS = st.one_of(st.sampled_from(["uniform", "loguniform", "quniform", "qloguniform", "randint", "choice",
                                            "grid", "gaussian", "normal", "Uniform", ""]), VALUES)
 
 
-def nested(depth: int, as_mapping: bool):
-    value = 1
+def nested(depth: int, level) -> object:
+    """``level`` applied ``depth`` times: deep nesting, or a "billion laughs" when each level shares one list (the
+    YAML dumper writes a shared object as an anchor and aliases)."""
+    value = "lol"
     for _ in range(depth):
-        value = {"a": value} if as_mapping else [value]
-    return value
-
-
-def laughs(depth: int, width: int) -> list:
-    """"Billion laughs": one shared list per level, which the YAML dumper writes as anchors and aliases."""
-    value = ["lol"]
-    for _ in range(depth):
-        value = [value] * width
+        value = level(value)
     return value
 
 
@@ -140,9 +109,10 @@ def mutate_node(draw, tree, paths: list[tuple]) -> None:
         typo = str(key)[:-1] if draw(st.booleans()) else draw(JUNK_KEYS)
         parent[typo] = parent.pop(key)
     elif kind == "deep":
-        parent[key] = nested(draw(st.integers(20, 60)), draw(st.booleans()))
+        parent[key] = nested(draw(st.integers(20, 60)), draw(st.sampled_from([lambda v: [v], lambda v: {"a": v}])))
     elif kind == "bomb":
-        parent[key] = laughs(draw(st.integers(2, 9)), draw(st.integers(2, 9)))
+        width = draw(st.integers(2, 9))
+        parent[key] = nested(draw(st.integers(2, 9)), lambda v: [v] * width)
     elif kind == "share":  # the same object twice: the dump writes an anchor and an alias (a valid file, often)
         other = at(tree, draw(st.sampled_from(paths)))
         if isinstance(other, (dict, list)):
@@ -173,7 +143,7 @@ def space_files(draw, max_mutations: int = 4) -> bytes:
     name = draw(st.sampled_from(sorted(SHIPPED)))
     form = draw(st.sampled_from(["mutated"] * 6 + ["shipped", "empty", "garbage"]))
     if form != "mutated":
-        return {"shipped": SHIPPED_TEXT[name], "empty": b""}.get(form) or draw(st.binary(max_size=300))
+        return SHIPPED_TEXT[name] if form == "shipped" else b"" if form == "empty" else draw(st.binary(max_size=300))
     tree = copy.deepcopy(SHIPPED[name])
     for _ in range(draw(st.integers(1, max_mutations))):
         if draw(st.booleans()):
@@ -191,6 +161,7 @@ def space_files(draw, max_mutations: int = 4) -> bytes:
 
 
 def yaml_value_text(value) -> str:
+    """A value as a user types it after ``--set KEY=``: YAML on one line."""
     return yaml.safe_dump(value, default_flow_style=True, width=10**9).removesuffix("\n...\n").strip()
 
 
@@ -219,109 +190,97 @@ def first_per_key(pairs: list[str]) -> list[str]:
 OVERRIDES = st.lists(PAIRS, max_size=3).map(first_per_key)
 
 
-@contextlib.contextmanager
-def captured():
-    """stdout and stderr encoded as the interpreter's own (UTF-8; stderr with backslashreplace), so that output a
-    terminal could not print fails here too."""
-    out = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="strict")
-    err = io.TextIOWrapper(io.BytesIO(), encoding="utf-8", errors="backslashreplace")
-    texts: dict[str, str] = {}
+def run_dry(argv: list[str]) -> tuple[int, str, str]:
+    """``main(argv)``: exit code, stdout, stderr."""
+    out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        yield texts
-    for name, stream in (("out", out), ("err", err)):
-        stream.flush()
-        texts[name] = stream.buffer.getvalue().decode("utf-8")
+        code = main(argv)
+    out.getvalue().encode()  # what a UTF-8 terminal prints (a lone surrogate fails there; stderr escapes it)
+    return code, out.getvalue(), err.getvalue()
+
+
+@contextlib.contextmanager
+def example_folder():
+    """A fresh folder, also the working folder, holding the signing key's path (no key in the environment): anything
+    a dry run writes, relative or not, lands in it."""
+    with tempfile.TemporaryDirectory() as folder, contextlib.chdir(folder), \
+            mock.patch.dict(os.environ, {KEY_FILE_ENV: f"{folder}/config/signing.key"}):
+        os.environ.pop(KEY_ENV, None)
+        (Path(folder) / "storage").mkdir()
+        yield Path(folder)
+
+
+def check_accepted(out: str, space: str, pairs: list[str], smoke: bool, options: dict[str, str]) -> None:
+    """The resolved space was printed, and the Python API accepts the same input."""
+    printed = yaml.safe_load(out)  # the comment header is YAML comments
+    request = make_request(space, overrides=dict(parse_overrides(pairs)), smoke=smoke, **options)
+    assert printed["name"] == request.space.name, out
+
+
+def check_refused(code: int, out: str, err: str) -> None:
+    """Exit 2, nothing on stdout, stderr opening with the one ``error:`` line (its problems follow, indented)."""
+    errors = [line for line in err.splitlines() if line.startswith("error:")]
+    assert code == 2 and out == "", (code, out, err)
+    assert err.startswith("error: ") and len(errors) == 1 and "Traceback" not in err, err
 
 
 def check_dry_run(space: bytes, pairs: list[str], smoke: bool) -> int:
-    """The invariant of one case, in a fresh folder that is also the working folder."""
-    with tempfile.TemporaryDirectory() as folder, contextlib.chdir(folder), \
-            mock.patch.dict(os.environ, {KEY_FILE_ENV: f"{folder}/config/signing.key"}):
-        os.environ.pop(KEY_ENV, None)  # the key file is what a dry run must not create
-        tmp = Path(folder)
+    """The invariant of one case: accepted or refused cleanly, and neither Ray nor a written file."""
+    ray_was_up = ray.is_initialized()  # in a whole-suite run, tests/system's session fixture may have started it
+    with example_folder() as tmp, mock.patch.object(ray, "init", side_effect=AssertionError("a dry run started Ray")):
         (tmp / SPACE_FILE).write_bytes(space)
-        (tmp / "storage").mkdir()
         options = {"storage_path": str(tmp / "storage"), "tracking_uri": f"sqlite:///{tmp}/mlflow.db"}
-        argv = ["--space", str(tmp / SPACE_FILE), "--dry-run", *(f"--set={p}" for p in pairs),
-                "--storage-path", options["storage_path"], "--tracking-uri", options["tracking_uri"]]
-        with captured() as output:
-            code = main([*argv, *(["--smoke"] if smoke else [])])
+        argv = ["--space", str(tmp / SPACE_FILE), "--dry-run", "--storage-path", options["storage_path"],
+                "--tracking-uri", options["tracking_uri"], *(["--smoke"] if smoke else []),
+                *(f"--set={pair}" for pair in pairs)]  # --set=PAIR: a pair starting with "-" stays a value
+        code, out, err = run_dry(argv)
         if code == 0:
-            printed = yaml.safe_load(output["out"])
-            request = make_request(str(tmp / SPACE_FILE), overrides=dict(parse_overrides(pairs)), smoke=smoke,
-                                   **options)
-            assert printed["name"] == request.space.name, output["out"]
+            check_accepted(out, str(tmp / SPACE_FILE), pairs, smoke, options)
         else:
-            errors = [line for line in output["err"].splitlines() if line.startswith("error:")]
-            assert code == 2 and output["out"] == "", (code, output)
-            assert output["err"].startswith("error: ") and len(errors) == 1, output["err"]
-            assert "Traceback" not in output["err"], output["err"]
-        assert sorted(os.listdir(tmp)) == [SPACE_FILE, "storage"] and not os.listdir(tmp / "storage")
-    assert not ray.is_initialized(), "a dry run started Ray"
+            check_refused(code, out, err)
+        assert sorted(os.listdir(tmp)) == [SPACE_FILE, "storage"] and not os.listdir(tmp / "storage"), "left files"
+    assert ray.is_initialized() == ray_was_up, "a dry run started Ray"
     return code
 
 
-def known_bug(exc: Exception) -> str | None:
-    calls = " > ".join(f"{f.filename.rsplit('/aae_tune/', 1)[1]}:{f.name}"
-                       for f in traceback.extract_tb(exc.__traceback__) if "/aae_tune/" in f.filename)
-    return next((bug for bug, kind, where, text in KNOWN_BUGS
-                 if isinstance(exc, kind) and where in calls and text in str(exc)), None)
-
-
-def check_unless_known_bug(space: bytes, pairs: list[str], smoke: bool) -> None:
-    """The invariant, with the known bugs counted (``--hypothesis-show-statistics``) instead of failing again."""
-    try:
-        event("accepted" if check_dry_run(space, pairs, smoke) == 0 else "refused")  # the mix, in the statistics
-    except Exception as exc:
-        if (bug := known_bug(exc)) is None:
-            raise
-        event(f"known bug: {bug}")
+def check_and_count(space: bytes, pairs: list[str], smoke: bool) -> None:
+    """The invariant; the mix of accepted and refused cases shows in ``--hypothesis-show-statistics``."""
+    event("accepted" if check_dry_run(space, pairs, smoke) == 0 else "refused")
 
 
 @FUZZ
 @given(space=space_files(), smoke=st.booleans())
 def test_fuzzed_space_files(space, smoke):
-    check_unless_known_bug(space, [], smoke)
+    check_and_count(space, [], smoke)
 
 
 @FUZZ
 @given(space=st.sampled_from(sorted(SHIPPED_TEXT.values())) | space_files(max_mutations=1), pairs=OVERRIDES,
        smoke=st.booleans())
 def test_fuzzed_overrides(space, pairs, smoke):
-    check_unless_known_bug(space, pairs, smoke)
+    check_and_count(space, pairs, smoke)
 
 
-LIKELIHOOD = SHIPPED_TEXT["likelihood_mnist"]
+LIKELIHOOD = (SPACES_DIR / "likelihood_mnist.yaml").read_bytes()
 
 
-def regression(bug: str, space: bytes, pairs: list[str], reason: str):
-    """A minimal input of a KNOWN_BUGS entry, failing with that entry's exception until the bug is fixed."""
-    kinds = tuple(k for name, kind, _, _ in KNOWN_BUGS if name == bug for k in (kind if isinstance(kind, tuple) else
-                                                                                 (kind,)))
-    return pytest.param(space, pairs, id=bug, marks=pytest.mark.xfail(strict=True, raises=kinds, reason=reason))
-
-
-REGRESSIONS = [
-    regression("yaml-reader-outside-try", b"\x00", [], "safe_yaml._parse: PyYAML's Reader checks the input in "
-               "its constructor, which _parse calls before its try: a NUL or non-UTF-8 byte escapes as ReaderError"),
-    regression("yaml-reader-outside-try", LIKELIHOOD, ["description=\x01"], "the same, for a --set value"),
-    regression("long-space-name", b"extends: " + b"x" * 300 + b"\n", [],
-               "space.resolve_space_path: Path.exists() raises ENAMETOOLONG instead of returning False"),
-    regression("extends-params-not-mapping", b"extends: likelihood_mnist\nparams: [1]\n", [],
-               "space.read_space_file: merged['params'].items() on a params list after extends"),
-    regression("set-into-non-mapping-experiment", b"name: x\nexperiment:\n", ["code_dim=3"],
-               "space.apply_override -> schema.set_path writes into an experiment section that is null, not a mapping"),
-    regression("huge-int-as-float", b"name: x\nexperiment: {prior: {std: 1" + b"0" * 309 + b"}}\n", [],
-               "schema._convert: float(int) overflows for an integer beyond a float"),
-    regression("param-key-not-string", b"name: x\nparams: {1: {distribution: choice, values: [8]}}\n", [],
-               "schema._convert keeps non-string mapping keys: space._check_params_against_config splits an int"),
-    regression("param-key-not-string", LIKELIHOOD.replace(b"params:\n", b"params:\n  1: {distribution: grid}\n"),
-               ["params.code_dim.low=1"], "the same key breaks space.apply_override's sort by len()"),
-    regression("api-overrides-as-json", LIKELIHOOD, ["budget.num_samples=1.0e+16"],
-               "api.make_request passes overrides as JSON, which YAML 1.1 reads back otherwise (1e+16 is a string)"),
+# Bugs this test found (each escaped the real command line as a traceback), as minimal inputs: (id, space file,
+# --set pairs). Each must now be accepted or refused like any other input.
+FOUND_BY_FUZZING = [
+    ("yaml-reader-error-in-file", b"\x00", []),  # PyYAML's reader checks characters before parsing starts
+    ("yaml-reader-error-in-set", LIKELIHOOD, ["description=\x01"]),
+    ("space-name-too-long", b"extends: " + b"x" * 300 + b"\n", []),  # Path.exists(): ENAMETOOLONG
+    ("extends-with-params-not-a-mapping", b"extends: likelihood_mnist\nparams: [1]\n", []),
+    ("set-into-an-empty-experiment", b"name: x\nexperiment:\n", ["code_dim=3"]),
+    ("set-into-a-list-experiment", b"name: x\nexperiment: [1]\n", ["prior.std=3"]),
+    ("int-too-large-for-a-float", b"name: x\nexperiment: {prior: {std: 1" + b"0" * 309 + b"}}\n", []),
+    ("param-key-not-a-string", b"name: x\nparams: {1: {distribution: choice, values: [8]}}\n", []),
+    ("param-key-not-a-string-with-set", LIKELIHOOD.replace(b"params:\n", b"params:\n  1: {distribution: grid}\n"),
+     ["params.code_dim.low=1"]),
+    ("api-number-that-yaml-reads-as-text", LIKELIHOOD, ["budget.num_samples=1.0e+16"]),  # make_request's JSON
 ]
 
 
-@pytest.mark.parametrize("space, pairs", REGRESSIONS)
-def test_found_by_fuzzing(space, pairs):
+@pytest.mark.parametrize(("case", "space", "pairs"), FOUND_BY_FUZZING, ids=[c[0] for c in FOUND_BY_FUZZING])
+def test_found_by_fuzzing(case, space, pairs):
     check_dry_run(space, pairs, smoke=False)

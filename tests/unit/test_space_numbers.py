@@ -92,16 +92,14 @@ def test_infinite_experiment_values_are_refused(tmp_path):
     assert "experiment.prior.std: inf is not a finite number" in msg
 
 
-def test_a_typo_under_smoke_is_reported_without_smoke(tmp_path):
-    msg = load_problems(tmp_path, "name: x\nsmoke: {net: {hiden: [10]}}\nparams:\n"
+@pytest.mark.parametrize(("smoke", "problem"), [
+    ("{net: {hiden: [10]}}", "smoke: net.hiden: unknown key (did you mean 'hidden'?)"),
+    ("{optim: {adversarial: {momentum: 1.5}}}", "smoke: optim.adversarial.momentum: must be in [0, 1), got 1.5"),
+])
+def test_a_bad_smoke_section_is_reported_without_smoke(tmp_path, smoke, problem):
+    msg = load_problems(tmp_path, f"name: x\nsmoke: {smoke}\nparams:\n"
                                   "  code_dim: {distribution: choice, values: [2, 4]}\n")
-    assert "smoke: net.hiden: unknown key (did you mean 'hidden'?)" in msg
-
-
-def test_an_invalid_smoke_value_is_reported_without_smoke(tmp_path):
-    msg = load_problems(tmp_path, "name: x\nsmoke: {optim: {adversarial: {momentum: 1.5}}}\nparams:\n"
-                                  "  code_dim: {distribution: choice, values: [2, 4]}\n")
-    assert "smoke: optim.adversarial.momentum: must be in [0, 1), got 1.5" in msg
+    assert problem in msg
 
 
 def test_a_range_edge_invalid_only_with_smoke_is_reported(tmp_path):
