@@ -86,7 +86,10 @@ def run_spaces(_args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="aae-tune", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="aae-tune", description="Adversarial autoencoders (Makhzani et al., 2015): train one config and score it "
+        "(aae-tune train), list the shipped search spaces (aae-tune spaces), or search, evaluate, sample and run a "
+        "local cluster (each has its own --help).")
     sub = parser.add_subparsers(dest="command", required=True)
     add_train_parser(sub)
     sub.add_parser("spaces", help="list the shipped search spaces")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import shutil
 import tempfile
+import uuid
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -35,7 +36,8 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     the network."""
     if session.config.option.collectonly:
         return
-    _session.root = Path(tempfile.mkdtemp(prefix="aae_tune-tests-"))
+    # A fresh name, made only if a folder needs copying: a killed session then leaves nothing behind either.
+    _session.root = Path(tempfile.gettempdir()) / f"aae_tune-tests-{uuid.uuid4().hex[:12]}"
     _session.sentinel = _session.root / "real-MNIST-not-available"  # never created
     _session.real = resolve(SHARED_MNIST, _session.root / "mnist",
                             download=any(_reads_mnist(item) for item in session.items))
@@ -59,8 +61,9 @@ def pytest_runtest_logstart(nodeid: str, location: tuple) -> None:
 
 @pytest.hookimpl(wrapper=True)
 def pytest_fixture_setup(fixturedef: pytest.FixtureDef, request: pytest.FixtureRequest):
-    # Which module / session fixtures the current test set up: their value outlives the test (below).
-    if fixturedef.scope != "function":
+    # Which module / session fixtures of the test modules the current test set up: their value outlives the test
+    # (below). This file's own either skip themselves (mnist_dir and those built on it) or read no MNIST (Ray).
+    if fixturedef.scope != "function" and fixturedef.func.__module__ != __name__:
         _session.shared_now.append(fixturedef.argname)
     return (yield)
 

@@ -42,7 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--address", help="connect to an existing Ray cluster (host:port, ray://host:port or auto)")
     p.add_argument("--dashboard", action="store_true",
                    help="start the local Ray's dashboard on 127.0.0.1 (a cluster from --address has its own)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0,
+                   help="CPUs Ray reserves for each trial; also its torch thread count (default 1)")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed; default 1 if the cluster has GPUs")
     p.add_argument("--name", help="search name, needed for --resume (default: <space>-<UTC time>)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted search called --name")

@@ -31,11 +31,13 @@ from aae_tune.search.signing import StateSigner
 from aae_tune.search.storage import write_bytes
 
 CREATED, RUNNING, INTERRUPTED, FAILED, FINISHED = "created", "running", "interrupted", "failed", "finished"
+# A search can be interrupted or fail before it runs (an interrupt or an MLflow error while its parent run is set
+# up, on a first start or a resume); only a running search finishes, and a finished one never changes again.
 TRANSITIONS = {
-    CREATED: {RUNNING, FAILED},
+    CREATED: {RUNNING, INTERRUPTED, FAILED},
     RUNNING: {INTERRUPTED, FAILED, FINISHED},
-    INTERRUPTED: {RUNNING},
-    FAILED: {RUNNING},
+    INTERRUPTED: {RUNNING, FAILED},
+    FAILED: {RUNNING, INTERRUPTED},
     FINISHED: set(),
 }
 EXIT_CODES = {

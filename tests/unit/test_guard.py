@@ -1,13 +1,19 @@
-"""SearchGuard, the Tune side of a search's safety: it stops the search instead of letting Tune start it over,
-on a storage failure, and when its pending watch fires; it signs nothing once a stop is decided."""
+"""The search's state machine (search.lifecycle) and SearchGuard, the Tune side of its safety: the guard stops the
+search instead of letting Tune start it over, on a storage failure, and when its pending watch fires; it signs
+nothing once a stop is decided."""
 
 import errno
+import json
 import os
 import pickle
 from types import SimpleNamespace
 
+import pytest
+
+from aae_tune.names import SEARCH_RECORD
 from aae_tune.search.guard import SearchControls, SearchGuard, guard_search, storage_failure
-from aae_tune.search.signing import StateSigner
+from aae_tune.search.lifecycle import FINISHED, INTERRUPTED, RUNNING, SearchRecord, finished_note
+from aae_tune.search.signing import StateSigner, load_verified
 
 KEY = b"k" * 40
 
@@ -43,3 +49,18 @@ def test_the_guard_pickles_without_the_driver_side(tmp_path):
     guard._staging = "/tmp/staging-of-a-dead-driver"
     copy = pickle.loads(pickle.dumps(guard))
     assert copy.experiment_dir == guard.experiment_dir and copy._staging is None and copy.pending is None
+
+
+def test_the_record_moves_only_along_the_state_machine(tmp_path):
+    folder = tmp_path / "search"
+    record = SearchRecord(str(folder), {"state": "created"}, StateSigner(str(folder), KEY))
+    for state in (RUNNING, INTERRUPTED, RUNNING):
+        record.move(state, reason="why")
+    assert finished_note(record.data, "s") is None
+    record.move(FINISHED, summary="== the summary")
+    with pytest.raises(RuntimeError, match="no transition from finished to running"):
+        record.move(RUNNING)
+    signed = json.loads(load_verified(str(folder), KEY).read(SEARCH_RECORD))
+    assert signed == json.loads((folder / SEARCH_RECORD).read_text()) and signed["state"] == FINISHED
+    assert [h["state"] for h in signed["history"]] == [RUNNING, INTERRUPTED, RUNNING, FINISHED]
+    assert finished_note(signed, "s").startswith("== the summary") and "--train-best s" in finished_note(signed, "s")
