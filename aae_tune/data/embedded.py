@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import warnings
 
 import numpy as np
 
@@ -98,12 +97,12 @@ def load_embedded_arrays() -> dict[str, np.ndarray]:
 
 
 def warn_embedded(reason: str) -> None:
-    """Say loudly (log + Python warning) that results will not be comparable with the paper."""
-    message = (
+    """Say loudly, once, that results will not be comparable with the paper: a log warning, which Python prints
+    on stderr even where no logging is configured (a Python warning as well printed it twice, with a code line)."""
+    logger.warning(
         f"Using the embedded MNIST subset ({EMBEDDED_SOURCE}: 4000 train / 500 valid / 500 test images) "
         f"because the full MNIST is unavailable: {reason}. This is a SMALL 5k subset of the training set; "
         "results are NOT comparable with the paper. For the real 50k/10k/10k split set AAE_TUNE_DATA_DIR "
-        "to a folder with the four official files, pass data_dir=..., or check the network connection."
+        "to a folder with the four official files, pass --data-dir (data_dir= in Python), or check the network "
+        "connection."
     )
-    logger.warning(message)
-    warnings.warn(message, UserWarning, stacklevel=3)

@@ -50,7 +50,10 @@ class DataSplits:
 
     def head(self, n_train: int, n_valid: int | None = None, n_test: int | None = None) -> DataSplits:
         """The first examples of each split (views, no copy): smoke runs, tests and benchmarks."""
-        parts = [f"first {n}" for n in (n_train, n_valid, n_test) if n is not None]
+        # name only the splits that were cut, each with what it holds now (a 4000-image subset cut to 5000 is 4000)
+        sizes = {"train": (n_train, len(self.train_y)), "valid": (n_valid, len(self.valid_y)),
+                 "test": (n_test, len(self.test_y))}
+        parts = [f"{split} {min(n, total)} of {total}" for split, (n, total) in sizes.items() if n is not None]
         return dataclasses.replace(
             self,
             train_x=self.train_x[:n_train],
@@ -59,7 +62,7 @@ class DataSplits:
             valid_y=self.valid_y[:n_valid],
             test_x=self.test_x[:n_test],
             test_y=self.test_y[:n_test],
-            source=f"{self.source} ({'/'.join(parts)} of train/valid/test)",
+            source=f"{self.source} ({', '.join(parts)})",
         )
 
 

@@ -339,11 +339,21 @@ def describe_request(request: SearchRequest) -> str:
         f"# each trial: {request.cpus_per_trial} CPU, GPU: {gpus}; restarts on failure: {request.max_failures}",
         f"# Ray: {request.address or 'a local Ray on 127.0.0.1'}; results: {request.experiment_dir}; "
         f"MLflow: {redact_uri(request.tracking_uri)}",
-        f"# the best {request.top_k} trial(s) get the test protocol with {request.final_samples} samples",
+        f"# the best {request.top_k} trial(s) get the test protocol"
+        + (f" with {request.final_samples} samples" if request.space.experiment_config().score_kind == "parzen"
+           else ""),
         f"# Optuna study: {redact_uri(request.optuna_storage) if request.optuna_storage else 'none (in memory)'}"
         + (f", warm-started from {request.warm_start} ({len(request.warm_points)} trials)"
            if request.warm_start else ""),
         *(f"# {line}" for line in (request.source.describe(request.space.metric) if request.source else [])),
-        yaml.safe_dump(request.space.to_dict(), sort_keys=False, width=110).rstrip(),
+        yaml.safe_dump(resolved_space(request), sort_keys=False, width=110).rstrip(),
     ]
     return "\n".join(lines)
+
+
+def resolved_space(request: SearchRequest) -> dict[str, Any]:
+    """The space as this search runs it: its budget is the one the flags resolved, not the file's default."""
+    space = request.space.to_dict()
+    space["budget"] = {"num_samples": request.num_samples, "max_epochs": request.max_epochs,
+                       "max_concurrent": request.max_concurrent}
+    return space

@@ -80,7 +80,7 @@ def test_search_records_its_data_and_describes_itself(smoke_search):
         contexts = {name: [t.value for t in i.tags if t.key == "mlflow.data.context"] for name, i in inputs.items()}
         assert contexts == {"mnist-train": ["training"], "mnist-valid": ["validation"], "mnist-test": ["test"]}
         assert json.loads(inputs["mnist-train"].dataset.profile)["num_rows"] == 5000  # --smoke: first 5,000
-        assert run.data.tags["aae_data_full"] == "false" and "first 5000" in run.data.tags["aae_data_source"]
+        assert run.data.tags["aae_data_full"] == "false" and "train 5000 of 50000" in run.data.tags["aae_data_source"]
     note = client.get_run(parents[0].info.run_id).data.tags["mlflow.note.content"]
     assert "best trial" in note and "not the paper's 50K/10K/10K MNIST split" in note
     champion = client.get_model_version_by_alias("aae-likelihood_mnist", "champion")

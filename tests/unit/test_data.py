@@ -279,13 +279,11 @@ def test_parallel_processes_download_once(server: SimpleNamespace, tmp_path: Pat
 @pytest.mark.usefixtures("no_data_env")
 def test_offline_falls_back_to_embedded(tmp_path: Path, mnist_dir: Path, caplog) -> None:
     mirror = f"http://127.0.0.1:{closed_port()}/"
-    with (
-        caplog.at_level(logging.WARNING, logger="aae_tune.data"),
-        pytest.warns(UserWarning, match="NOT comparable"),
-    ):
+    with caplog.at_level(logging.WARNING, logger="aae_tune.data"):
         splits = load_mnist(cache_dir=tmp_path / "cache", mirrors=[mirror])
     assert "embedded" in splits.source and not splits.is_full
-    assert "small 5k subset" in caplog.text.lower()
+    said = [r.getMessage() for r in caplog.records if "NOT comparable" in r.getMessage()]
+    assert len(said) == 1 and "small 5k subset" in said[0].lower() and "--data-dir" in said[0]  # once
     assert (len(splits.train_y), len(splits.valid_y), len(splits.test_y)) == (4000, 500, 500)
     for y, per_class in ((splits.train_y, 400), (splits.valid_y, 50), (splits.test_y, 50)):
         assert y.dtype == np.int64 and np.array_equal(np.bincount(y), [per_class] * 10)
@@ -293,8 +291,10 @@ def test_offline_falls_back_to_embedded(tmp_path: Path, mnist_dir: Path, caplog)
         assert x.dtype == np.float32 and x.shape[1] == 784 and x.min() >= 0 and x.max() <= 1
     assert not list((tmp_path / "cache").glob(".*.part"))
 
-    with pytest.warns(UserWarning):
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="aae_tune.data"):
         again = load_mnist(cache_dir=tmp_path / "cache", download=False)
+    assert "NOT comparable" in caplog.text
     _assert_same(splits, again)  # deterministic
     # Real MNIST, not synthetic: every embedded image occurs in the official training set.
     official = read_idx(mnist_dir / "train-images-idx3-ubyte.gz").reshape(60000, 784)
@@ -312,3 +312,10 @@ def test_offline_without_embedded_says_how_to_fix(tmp_path: Path) -> None:
     for hint in ("AAE_TUNE_DATA_DIR", "data_dir", "network", mirror):
         assert hint in message
     assert re.search(r"refused|Errno", message)
+
+
+def test_a_cut_dataset_says_which_splits_were_cut_and_what_each_holds(mnist):
+    # a subset smaller than the cut keeps what it has: --smoke's "5000" of a 4000-image subset is 4000
+    assert mnist.head(5000).source.endswith("(train 5000 of 50000)")
+    small = mnist.head(200, 50, 50).head(300)
+    assert small.source.endswith("(train 200 of 50000, valid 50 of 10000, test 50 of 10000) (train 200 of 200)")

@@ -5,6 +5,7 @@ import os
 
 import optuna
 import pytest
+import ray
 
 from aae_tune.search.resources import check_pending_timeout, check_seed, check_trial_resources, local_gpu_count
 from aae_tune.search.stores import check_search_folder, check_store_files, sqlite_file_problem
@@ -22,6 +23,13 @@ def test_seeds_within_numpy_and_torch_range(seed, ok):
     assert (problems_of(check_seed, seed) == []) == ok
 
 
+@pytest.fixture
+def before_ray_starts(monkeypatch):
+    """The pre-flight runs before this process has a Ray; a whole-suite run has one already (the system tests')."""
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+
+
+@pytest.mark.usefixtures("before_ray_starts")
 def test_no_visible_gpu_means_none_for_a_local_ray(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")  # what Ray reads too: a node started here would have no GPU
     monkeypatch.delenv("RAY_OVERRIDE_RESOURCES", raising=False)
@@ -33,6 +41,7 @@ def test_no_visible_gpu_means_none_for_a_local_ray(monkeypatch):
     assert problems_of(check_trial_resources, 1.0, None, None) == []  # default: a GPU only if there is one
 
 
+@pytest.mark.usefixtures("before_ray_starts")
 def test_rays_resource_override_counts(monkeypatch):
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
     monkeypatch.setenv("RAY_OVERRIDE_RESOURCES", json.dumps({"GPU": 2, "CPU": 4}))
@@ -95,3 +104,17 @@ def test_stores_apart_from_each_other_and_the_search_folder(tmp_path):
                                          (float("nan"), False), (float("inf"), False)])
 def test_pending_timeout_is_a_positive_number_of_seconds(seconds, ok):
     assert (problems_of(check_pending_timeout, seconds) == []) == ok
+
+
+def test_dry_run_shows_the_budget_it_will_run_and_samples_only_for_a_parzen_score(tmp_path):
+    import yaml
+
+    from aae_tune.search.api import make_request
+    from aae_tune.search.request import describe_request
+
+    where = {"storage_path": str(tmp_path / "ray"), "tracking_uri": f"sqlite:///{tmp_path}/mlflow.db"}
+    text = describe_request(make_request("semisupervised_mnist_100", num_samples=32, max_epochs=50, **where))
+    assert "# 32 trials x 50 epochs" in text and "samples" not in text.split("test protocol")[1].splitlines()[0]
+    assert yaml.safe_load(text)["budget"] == {"num_samples": 32, "max_epochs": 50, "max_concurrent": 2}
+    likelihood = describe_request(make_request("likelihood_mnist", final_samples=500, **where))
+    assert "get the test protocol with 500 samples" in likelihood
