@@ -15,16 +15,7 @@ from pathlib import Path
 import pytest
 
 from aae_tune.names import LEASE_FILE, SEARCH_RECORD, STATE_DIR
-from tests.helpers import (
-    REPO_ROOT,
-    epochs_logged,
-    kill_after_epochs,
-    mounted_tmpfs,
-    resume_cleanly,
-    search_runs,
-    start,
-    wait_for,
-)
+from tests import helpers as h
 
 
 def tracking(root: Path) -> str:
@@ -39,7 +30,7 @@ def search_cmd(root: Path, name: str, *extra: str, storage: Path | None = None) 
 
 def run(cmd: list[str], cwd: Path, timeout: float = 900) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=timeout,
-                          env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+                          env={**os.environ, "PYTHONPATH": str(h.REPO_ROOT)})
 
 
 def record(folder: Path) -> dict:
@@ -64,7 +55,7 @@ def one_error_line(done: subprocess.CompletedProcess, code: int, text: str) -> N
 
 def test_a_planted_pickle_never_runs_and_the_search_resumes_from_its_signed_state(tmp_path):
     cmd = search_cmd(tmp_path, "planted", "--num-samples", "2", "--max-epochs", "3", "--max-concurrent", "1")
-    kill_after_epochs(start(cmd, tmp_path), tracking(tmp_path), "planted", epochs=2)
+    h.kill_after_epochs(h.start(cmd, tmp_path), tracking(tmp_path), "planted", epochs=2)
     folder = tmp_path / "ray_results" / "planted"
     marker = tmp_path / "planted-pickle-ran"
     evil = pickle.dumps(Planted(marker))
@@ -78,7 +69,7 @@ def test_a_planted_pickle_never_runs_and_the_search_resumes_from_its_signed_stat
     (folder / SEARCH_RECORD).unlink()  # deleting the record must not switch the checks off either
     shutil.move(tmp_path / "state-aside", folder / STATE_DIR)
 
-    resumed = resume_cleanly(cmd, tmp_path, tracking(tmp_path), "planted", trials=2, max_epochs=3)
+    resumed = h.resume_cleanly(cmd, tmp_path, tracking(tmp_path), "planted", trials=2, max_epochs=3)
     assert not marker.exists()
     assert "tuner.pkl: changed since it was signed; put back the signed copy" in resumed.stdout
     assert "not signed by this search; removed" in resumed.stdout
@@ -87,10 +78,10 @@ def test_a_planted_pickle_never_runs_and_the_search_resumes_from_its_signed_stat
 
 def test_a_second_driver_is_refused_and_a_finished_search_stays_finished(tmp_path):
     cmd = search_cmd(tmp_path, "twice", "--num-samples", "2", "--max-epochs", "3", "--max-concurrent", "1")
-    first = start(cmd, tmp_path)
+    first = h.start(cmd, tmp_path)
     folder = tmp_path / "ray_results" / "twice"
     try:
-        wait_for(lambda: (folder / LEASE_FILE).is_file(), first, what="the first driver's lease")
+        h.wait_for(lambda: (folder / LEASE_FILE).is_file(), first, what="the first driver's lease")
         second = run(cmd, tmp_path)
         one_error_line(second, 2, "is being run by another driver")
         resumed_twice = run([*cmd, "--resume"], tmp_path)  # a job wrapper that always passes --resume
@@ -100,7 +91,7 @@ def test_a_second_driver_is_refused_and_a_finished_search_stays_finished(tmp_pat
         if first.poll() is None:
             first.kill()
     assert first.returncode == 0, out[-3000:]
-    client, parents, trials = search_runs(tracking(tmp_path), "twice")
+    client, parents, trials = h.search_runs(tracking(tmp_path), "twice")
     assert len(parents) == 1 and len(trials) == 2
     assert len(list(folder.glob("experiment_state-*.json"))) == 1
 
@@ -115,37 +106,37 @@ def test_a_second_driver_is_refused_and_a_finished_search_stays_finished(tmp_pat
 
 def test_sigterm_stops_cleanly_and_resume_finishes(tmp_path):
     cmd = search_cmd(tmp_path, "term", "--num-samples", "1", "--max-epochs", "6")
-    proc = start(cmd, tmp_path)
+    proc = h.start(cmd, tmp_path)
 
     def first_epoch():
-        client, _, trials = search_runs(tracking(tmp_path), "term")
-        return trials and epochs_logged(client, trials[0].info.run_id)
+        client, _, trials = h.search_runs(tracking(tmp_path), "term")
+        return trials and h.epochs_logged(client, trials[0].info.run_id)
 
-    wait_for(first_epoch, proc, what="the first epoch")
+    h.wait_for(first_epoch, proc, what="the first epoch")
     os.kill(proc.pid, signal.SIGTERM)  # the driver only, as a job scheduler does
     out, _ = proc.communicate(timeout=300)
     assert proc.returncode == 130, out[-3000:]
     assert "was interrupted by SIGTERM" in out and "--resume" in out and "Traceback" not in out
     assert record(tmp_path / "ray_results" / "term")["state"] == "interrupted"
-    resume_cleanly(cmd, tmp_path, tracking(tmp_path), "term", trials=1, max_epochs=6)
+    h.resume_cleanly(cmd, tmp_path, tracking(tmp_path), "term", trials=1, max_epochs=6)
 
 
 @pytest.fixture
 def small_disk(tmp_path):
     """A real 64 MiB filesystem for the storage path."""
-    with mounted_tmpfs(tmp_path / "disk", "64m") as mount:
+    with h.mounted_tmpfs(tmp_path / "disk", "64m") as mount:
         yield mount
 
 
 def test_a_full_disk_stops_the_search_and_resume_does_not_start_over(tmp_path, small_disk):
     cmd = search_cmd(tmp_path, "full", "--num-samples", "1", "--max-epochs", "6", storage=small_disk)
-    proc = start(cmd, tmp_path)
+    proc = h.start(cmd, tmp_path)
 
     def epochs():
-        client, _, trials = search_runs(tracking(tmp_path), "full")
-        return trials and len(epochs_logged(client, trials[0].info.run_id)) >= 2
+        client, _, trials = h.search_runs(tracking(tmp_path), "full")
+        return trials and len(h.epochs_logged(client, trials[0].info.run_id)) >= 2
 
-    wait_for(epochs, proc, what="two epochs")
+    h.wait_for(epochs, proc, what="two epochs")
     filler = small_disk / "filler"
     with open(filler, "wb") as f:  # fill the disk to the last byte
         try:
@@ -159,7 +150,7 @@ def test_a_full_disk_stops_the_search_and_resume_does_not_start_over(tmp_path, s
     assert "No space left on device" in out and "--resume" in out
     filler.unlink()
     time.sleep(1)
-    resumed = resume_cleanly(cmd, tmp_path, tracking(tmp_path), "full", trials=1, max_epochs=6)
+    resumed = h.resume_cleanly(cmd, tmp_path, tracking(tmp_path), "full", trials=1, max_epochs=6)
     assert "Failed to restore" not in resumed.stdout + resumed.stderr
-    client, _, trials = search_runs(tracking(tmp_path), "full")
-    assert epochs_logged(client, trials[0].info.run_id) == list(range(1, 7))  # continued, not started over
+    client, _, trials = h.search_runs(tracking(tmp_path), "full")
+    assert h.epochs_logged(client, trials[0].info.run_id) == list(range(1, 7))  # continued, not started over
