@@ -3,6 +3,7 @@ storage folder are cut off half-way, and Tune restores the trial from one of the
 intact earlier checkpoint and finishes in the same MLflow run, each epoch logged once (RELIABILITY.md)."""
 
 import os
+import re
 import signal
 import subprocess
 import time
@@ -30,13 +31,21 @@ def worker_pid(proc: subprocess.Popen, tmp_path: Path) -> int:
     return int(wait_for(recorded, proc, what="the first epoch"))
 
 
-def wait_for_checkpoints(proc: subprocess.Popen, tmp_path: Path, count: int, timeout: float = 300) -> None:
-    """Until ``count`` checkpoint folders exist, polled finely: a smoke epoch takes about a second."""
+def wait_for_epochs(proc: subprocess.Popen, tmp_path: Path, count: int, timeout: float = 300) -> None:
+    """Until the driver has logged ``count`` epochs, polled finely (a smoke epoch takes about a second): the driver
+    has then registered the trial's checkpoint of epoch ``count`` (and applied its retention to the older ones)."""
     deadline = time.time() + timeout
-    while len(checkpoint_dirs(tmp_path)) < count:
-        assert proc.poll() is None, f"search exited ({proc.returncode}) before {count} checkpoints"
-        assert time.time() < deadline, f"timed out waiting for {count} checkpoints"
-        time.sleep(0.05)
+    while True:
+        assert proc.poll() is None, f"search exited ({proc.returncode}) before {count} epochs"
+        assert time.time() < deadline, f"timed out waiting for {count} epochs"
+        client, _, trials = search_runs(tracking(tmp_path), NAME)
+        if trials and len(epochs_logged(client, trials[0].info.run_id)) >= count:
+            return
+        time.sleep(0.1)
+
+
+def index(checkpoint_dir: Path) -> int:
+    return int(checkpoint_dir.name.rsplit("_", 1)[1])
 
 
 def truncate(checkpoint_dir: Path) -> None:
@@ -51,13 +60,12 @@ def test_truncated_latest_checkpoint_falls_back_to_the_earlier_one(tmp_path):
     proc = start(cmd, tmp_path)
     try:
         pid = worker_pid(proc, tmp_path)
-        # A trial's worker only starts epoch e+2 once the driver has registered the checkpoint of epoch e (the
-        # report blocks until Tune asks for the next result), so with three folders on disk the first two are
-        # registered, and Tune's latest checkpoint is the second or the third: both get truncated.
-        wait_for_checkpoints(proc, tmp_path, 3)
+        # Epoch 3 logged: its checkpoint (checkpoint_000002) is Tune's latest. Tune's retention (2 kept, by score)
+        # may have removed an older one by then; a folder past it is one the worker wrote but Tune never took.
+        wait_for_epochs(proc, tmp_path, 3)
         os.kill(pid, signal.SIGKILL)  # first: a dead worker writes nothing more
-        intact, *newer = checkpoint_dirs(tmp_path)
-        for folder in newer:
+        bad = [folder for folder in checkpoint_dirs(tmp_path) if index(folder) >= 2]
+        for folder in bad:
             truncate(folder)
         out, _ = proc.communicate(timeout=600)
     finally:
@@ -66,7 +74,9 @@ def test_truncated_latest_checkpoint_falls_back_to_the_earlier_one(tmp_path):
     assert proc.returncode == 0, out[-3000:]
     fallback = [line for line in out.splitlines() if "resuming from the earlier checkpoint" in line]
     assert len(fallback) == 1, out[-3000:]  # one warning, naming the bad checkpoint(s) and the one used
-    assert f"{newer[0]} (" in fallback[0] and f"earlier checkpoint {intact} (epoch 1)" in fallback[0], fallback
+    assert f"{bad[0]} (" in fallback[0], fallback
+    used = re.search(r"earlier checkpoint (\S+) \(epoch (\d+)\)", fallback[0])
+    assert used and index(Path(used.group(1))) < 2 and int(used.group(2)) == index(Path(used.group(1))) + 1
     client, parents, trials = search_runs(tracking(tmp_path), NAME)
     assert len(parents) == 1 and len(trials) == 1  # the same run continued
     tags = client.get_run(trials[0].info.run_id).data.tags
