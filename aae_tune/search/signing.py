@@ -168,19 +168,23 @@ class StateSigner:
             return
         for entry in sorted(root.iterdir()):
             if entry.is_file() and entry.name not in UNSIGNED_FILES and entry.name != SEARCH_RECORD:
-                digest = self._hash_file(entry)
-                if digest in self._stored_blobs:
-                    self._set_file(entry.name, digest)
-                else:
-                    self.include(entry.name, entry.read_bytes())
+                self._include_local(entry)
             elif entry.is_dir() and entry.name != STATE_DIR:
                 for pickle_file in entry.glob("*.pkl"):
                     with self._lock:
                         self.manifest.pickles[f"{entry.name}/{pickle_file.name}"] = self._hash_file(pickle_file)
 
-    def _set_file(self, name: str, digest: str) -> None:
-        with self._lock:
-            self.manifest.files[name] = digest
+    def _include_local(self, path: Path) -> None:
+        """A staged top-level file: hashed only when it changed, read once, uploaded only if no blob has it."""
+        st = path.stat()
+        seen = self._hashed.get(str(path))
+        if seen and seen[:2] == (st.st_mtime, st.st_size) and seen[2] in self._stored_blobs:
+            with self._lock:
+                self.manifest.files[path.name] = seen[2]
+            return
+        data = path.read_bytes()
+        self.include(path.name, data)
+        self._hashed[str(path)] = (st.st_mtime, st.st_size, self.manifest.files[path.name])
 
     def _hash_file(self, path: Path) -> str:
         """sha256 of a local file, remembered by (mtime, size): a checkpoint of 1,000 trials rehashes only what
