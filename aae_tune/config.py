@@ -9,11 +9,21 @@ phase and 0.1 for the adversarial phases, and piecewise-constant learning rates.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, replace
 from typing import Any, Literal
 
 from aae_tune.errors import ConfigError
-from aae_tune.experiments import MODEL_SPECS, EncoderKind, ModelKind, ModelSpec, PriorKind, ScoreKind
+from aae_tune.experiments import (
+    MODEL_SPECS,
+    PRIOR_SPECS,
+    Bound,
+    EncoderKind,
+    ModelKind,
+    ModelSpec,
+    PriorKind,
+    ScoreKind,
+    within,
+)
 from aae_tune.safe_yaml import read_yaml_file
 from aae_tune.schema import from_dict, parse_overrides, set_path, to_dict
 
@@ -46,7 +56,8 @@ class NetConfig:
 
 @dataclass(frozen=True)
 class PriorConfig:
-    """p(z): the distribution the adversarial phase matches the codes to (samples only are needed)."""
+    """p(z): the distribution the adversarial phase matches the codes to (samples only are needed). Which fields
+    each kind reads, and their ranges, is declared in ``aae_tune.experiments.PRIOR_SPECS``."""
 
     kind: PriorKind = "gaussian"
     std: float = 1.0  # gaussian: N(0, std^2 I)
@@ -59,16 +70,19 @@ class PriorConfig:
     roll_noise: float = 0.05  # swiss_roll: std of the Gaussian around the roll
 
     def check(self) -> list[str]:
-        errs = [
-            f"{name}: must be > 0, got {getattr(self, name)}"
-            for name in ("std", "radius", "radial_std", "tangential_std", "roll_scale", "roll_turns")
-            if not getattr(self, name) > 0
-        ]
-        if self.roll_noise < 0:
-            errs.append(f"roll_noise: must be >= 0, got {self.roll_noise}")
-        if self.num_components < 1:
-            errs.append(f"num_components: must be >= 1, got {self.num_components}")
-        return errs
+        # every field, whichever kind reads it: a value out of range is a mistake even where this kind ignores it
+        return [f"{name}: must be {bound}, got {getattr(self, name)}" for name, bound in PRIOR_PARAMS.items()
+                if not within(getattr(self, name), bound)]
+
+    def code_dim_problem(self, code_dim: int) -> str | None:
+        """Why a code of ``code_dim`` dimensions cannot have this prior (e.g. a 2-D prior); None when it can."""
+        return PRIOR_SPECS[self.kind].code_dim_problem(self.kind, code_dim, self.num_components)
+
+
+# Each parameter of a prior kind, with its range (a field two kinds read has one range): what PriorConfig checks
+PRIOR_PARAMS: dict[str, Bound] = {name: bound for spec in PRIOR_SPECS.values() for name, bound in spec.params.items()}
+assert set(PRIOR_PARAMS) == {f.name for f in fields(PriorConfig)} - {"kind"}, \
+    "every PriorConfig field is a parameter some PRIOR_SPECS kind declares, and every declared one a field"
 
 
 @dataclass(frozen=True)
@@ -157,10 +171,8 @@ class ExperimentConfig:
         if self.recon_cost == "bce" and self.net.output != "sigmoid":
             errs.append("recon_cost: bce needs a sigmoid decoder output (pixels in [0, 1]); use squared or "
                         "half_squared")
-        if self.prior.kind in ("mixture", "swiss_roll") and self.code_dim != 2:
-            errs.append(f"code_dim: the {self.prior.kind} prior is 2-D, so code_dim must be 2, got {self.code_dim}")
-        if self.prior.kind == "categorical" and self.code_dim != self.prior.num_components:
-            errs.append("code_dim: a categorical prior needs code_dim == prior.num_components")
+        if problem := self.prior.code_dim_problem(self.code_dim):
+            errs.append(problem)
         return errs + self._check_variant()
 
     def _check_variant(self) -> list[str]:

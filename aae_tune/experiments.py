@@ -1,9 +1,16 @@
-"""The paper's experiments, one declaration each: what a model variant accepts, reports and draws.
+"""The paper's experiments and priors, one declaration each: what a model variant accepts, reports and draws,
+and what each kind of p(z) takes.
 
 ``ExperimentConfig.model`` names one of ``MODEL_SPECS``. The config's checks, the metric a search space may
 optimise, the scores a trial reports (``aae_tune.evaluate.scores``) and the figures it logs
 (``aae_tune.figures.sets``) all read the declaration here instead of keeping tables of their own. The classes that
 implement the variants are registered under the same names in ``aae_tune.model.registry``.
+
+``PriorConfig.kind`` names one of ``PRIOR_SPECS``: the code dimension it fixes and the ``PriorConfig`` fields it
+reads, with their ranges. The config check (``aae_tune.config``) and the model's prior
+(``aae_tune.model.priors.build_prior``, whose ``SAMPLERS`` hold one sampler per kind) both read it. A new prior
+kind is its name in ``PriorKind``, one ``PriorSpec`` and one sampler (plus a ``PriorConfig`` field, with its
+default, for each new parameter).
 
 Plain data, no torch: validating a search space reads it without loading the model code.
 """
@@ -25,6 +32,52 @@ Figure = Literal["samples", "latent", "manifold", "neighbours", "style_label", "
 
 ENCODERS: tuple[EncoderKind, ...] = get_args(EncoderKind)
 PRIORS: tuple[PriorKind, ...] = get_args(PriorKind)
+# The range a prior parameter must lie in (written into the message as it reads: "must be > 0").
+Bound = Literal["> 0", ">= 0", ">= 1"]
+
+
+def within(value: float, bound: Bound) -> bool:
+    """Whether ``value`` lies in ``bound`` (NaN lies in none: every comparison with it is false)."""
+    return value > 0 if bound == "> 0" else value >= (1 if bound == ">= 1" else 0)
+
+
+@dataclass(frozen=True)
+class PriorSpec:
+    """One kind of p(z). ``params``: the ``PriorConfig`` fields its sampler takes, in the order of the sampler's
+    arguments (after the code dimension, for a prior of any dimension), each with its range."""
+
+    paper: str
+    params: dict[str, Bound]
+    # the code dimension: a number (the 2-D priors), "any" (the sampler takes code_dim) or "components" (one-hot:
+    # one dimension per component, so code_dim must equal prior.num_components)
+    dim: int | Literal["any", "components"]
+    categorical: bool = False  # samples are one-hot vectors of a categorical
+
+    @property
+    def has_components(self) -> bool:
+        """Whether each sample comes from one of ``num_components`` components (a label can pick one)."""
+        return "num_components" in self.params
+
+    def code_dim_problem(self, kind: str, code_dim: int, num_components: int) -> str | None:
+        """Why ``code_dim`` does not fit this prior, as the config check reports it; None when it fits."""
+        if isinstance(self.dim, int) and code_dim != self.dim:
+            return f"code_dim: the {kind} prior is {self.dim}-D, so code_dim must be {self.dim}, got {code_dim}"
+        if self.dim == "components" and code_dim != num_components:
+            return (f"code_dim: a {kind} prior needs code_dim == prior.num_components ({num_components}), "
+                    f"got {code_dim}")
+        return None
+
+
+PRIOR_SPECS: dict[str, PriorSpec] = {
+    "gaussian": PriorSpec("Sec. 3, App. A.1", params={"std": "> 0"}, dim="any"),
+    # K elongated 2-D Gaussians arranged as petals around the origin
+    "mixture": PriorSpec("Sec. 2.3, Fig. 3, 4a", dim=2, params={
+        "num_components": ">= 1", "radius": "> 0", "radial_std": "> 0", "tangential_std": "> 0"}),
+    "swiss_roll": PriorSpec("Sec. 2.3, Fig. 4c-d", dim=2, params={
+        "num_components": ">= 1", "roll_scale": "> 0", "roll_turns": "> 0", "roll_noise": ">= 0"}),
+    "categorical": PriorSpec("Sec. 5-6", params={"num_components": ">= 1"}, dim="components", categorical=True),
+}
+assert set(PRIOR_SPECS) == set(PRIORS), "every PriorKind needs a PriorSpec"
 
 
 @dataclass(frozen=True)
@@ -64,6 +117,9 @@ MODEL_SPECS: dict[str, ModelSpec] = {
                         labels="optional", figures=(*_BASE_FIGURES, "cluster_heads"), **_CATEGORICAL),
 }
 assert set(MODEL_SPECS) == set(get_args(ModelKind)), "every ModelKind needs a ModelSpec"
+# a label-conditioned discriminator picks the prior component of each label: the prior must have components
+assert all(PRIOR_SPECS[kind].has_components for spec in MODEL_SPECS.values() if spec.component_per_label
+           for kind in spec.priors), "a component_per_label model may only take priors with components"
 
 # What a trial reports besides the per-epoch training metrics (valid_recon_loss comes with every epoch).
 VALIDATION_METRICS: dict[ScoreKind, tuple[str, ...]] = {

@@ -132,7 +132,7 @@ class Trainer:
         for sched in self.schedulers.values():
             sched.step()
         self.epoch += 1
-        result.update(self.evaluate())
+        result.update(self.validation_recon_loss())
         for phase in self.phases:  # the rate each schedule is at: a PBT-mutated schedule is visible per epoch
             result[f"lr_{phase.group}"] = self.optimizers[phase.name].param_groups[0]["lr"]
         result["epoch_time_s"] = time.perf_counter() - start
@@ -143,7 +143,7 @@ class Trainer:
         optimizer state and the costs stay fp32; backward runs outside, in the dtypes autocast recorded)."""
         return torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.cfg.precision == "bf16")
 
-    def evaluate(self) -> dict[str, float]:
+    def validation_recon_loss(self) -> dict[str, float]:
         """Validation reconstruction error (Euclidean, per example), no input corruption."""
         return {"valid_recon_loss": recon_loss(self.model, self.valid_x, self.valid_y)}
 

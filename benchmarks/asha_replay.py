@@ -6,7 +6,8 @@ have reported under FIFO. So the full 12-epoch curves of ``benchmarks/search_eff
 for random proposals, without training anything. The replay feeds each epoch's report to a real
 ``ray.tune.schedulers.ASHAScheduler`` (the search's own settings: ``time_attr="epoch"``, ``max_t``, the space's metric
 and mode) with two trials training at once, one epoch each per step, a new configuration starting when one stops, and
-the score carried between scored epochs as the trainable reports it.
+the score carried between scored epochs as the trainable reports it. ASHA ranks a rung by the trial's running score
+(its best report so far: ``aae_tune.search.scoring.tune_metric``), as the search's does.
 
 Two tables:
 
@@ -42,9 +43,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # run from a check
 
 from ray.tune.schedulers import ASHAScheduler, TrialScheduler  # noqa: E402
 
+from aae_tune.mlflow_store import mlflow_client  # noqa: E402
 from aae_tune.names import ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name  # noqa: E402
 from aae_tune.search.space import load_space  # noqa: E402
-from aae_tune.store import mlflow_client  # noqa: E402
 
 SPACE = "likelihood_mnist"
 CONCURRENT = 2  # as the search-efficiency searches ran
@@ -119,8 +120,9 @@ def replay(trials: list[Recorded], scheduler: ASHAScheduler | None, metric: str,
             score = trial.reports[handle.epoch - 1]
             if (score >= target) if mode == "max" else (score <= target):
                 return spent
+            so_far = best(trial.reports[: handle.epoch], mode)  # what the search's ASHA ranks (best_<metric>)
             stop = scheduler is not None and scheduler.on_trial_result(
-                None, handle, {"epoch": handle.epoch, metric: score}) == TrialScheduler.STOP
+                None, handle, {"epoch": handle.epoch, metric: so_far}) == TrialScheduler.STOP
             if stop or handle.epoch == len(trial.reports):
                 running.remove((handle, trial))
     return None

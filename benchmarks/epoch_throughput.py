@@ -97,7 +97,7 @@ def measure(name: str, data: DataSplits, precision: str, steps: int, rounds: int
         Trainer(cfg, data.head(bs)).train_epoch()  # one step (and its epoch-end validation error)
     step_gemms = recorder.gemms
     with GemmRecorder() as scoring:
-        trainer.evaluate()
+        trainer.validation_recon_loss()
     step_gemms = step_gemms[: len(step_gemms) - len(scoring.gemms)]  # the step's multiplies only
     operands = prepared(step_gemms)
     # The step's optimizer updates alone (they re-apply the last gradients): memory-bound work the GEMM floor

@@ -15,9 +15,9 @@ from __future__ import annotations
 import argparse
 import itertools
 
+from aae_tune.mlflow_store import mlflow_client
 from aae_tune.names import ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name
 from aae_tune.search.space import load_space
-from aae_tune.store import mlflow_client
 
 
 def curves(tracking_uri: str, space_name: str, metric: str, final_epoch: int) -> dict[str, dict[int, float]]:

@@ -6,12 +6,13 @@ Each job is a one-trial search of a shipped space at its defaults (App. A networ
     python -m aae_tune.search --space SPACE --num-samples 1 --max-epochs E --seed S --cpus-per-trial 2 \\
         --set 'params={}' --set searcher.type=random --set scheduler.type=fifo --top-k 1 ...
 
-so the figures and the model land in MLflow like any search's. The test figure is the one finalize.py reports for
-the trial's best validation checkpoint (test data is never used to choose). After every job the results so far
-are rewritten to RESULTS.md (paper figure, ours, epochs, wall time, command, seed).
+so the figures and the model land in MLflow like any search's. The test figure is the one search/publish.py logs for
+the trial's best validation checkpoint (test data is never used to choose). After every job its row in RESULTS.md's
+one-row-per-space table is rewritten (the other rows and the rest of the page stay); the full record (wall time,
+validation history, log) is in ``--out``'s results.json. Set AAE_TUNE_COMMIT to the commit being run.
 
-    python benchmarks/paper_results.py                      # every job, in the order below (about 2 hours)
-    python benchmarks/paper_results.py --only supervised_mnist --epochs 2
+    AAE_TUNE_COMMIT=$(git rev-parse --short HEAD) python benchmarks/paper_results.py --out /elsewhere  # about 3 h
+    python benchmarks/paper_results.py --only supervised_mnist --epochs 2 --results /elsewhere/RESULTS.md
 """
 
 from __future__ import annotations
@@ -25,16 +26,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from aae_tune.store import mlflow_client
+from aae_tune.mlflow_store import mlflow_client
 
 ROOT = Path(__file__).resolve().parents[1]
+COMMIT = os.environ.get("AAE_TUNE_COMMIT", "unknown")  # the commit that trains, for RESULTS.md's commit column
 
 
 @dataclass(frozen=True)
 class Job:
     space: str
     epochs: int
-    metric: str  # the test metric finalize.py logs on the best trial
+    metric: str  # the test metric search/publish.py logs on the best trial
     paper: str  # the paper's figure for the same metric
     note: str = ""
 
@@ -45,17 +47,17 @@ JOBS = [
     Job("likelihood_mnist", 20, "test_parzen_ll", "340 ± 2 nats (10K samples)",
         "a public reproduction reports 345 ± 1.94 after 200 epochs with hidden-layer dropout 0.2 (Adam, BCE, "
         "1200-unit layers), 232 without"),
-    Job("prior_mixture_mnist", 5, "test_component_accuracy", "qualitative (Fig. 4a)"),
-    Job("swiss_roll_mnist", 5, "test_component_accuracy", "qualitative (Fig. 4c)"),
-    Job("supervised_mnist", 5, "test_recon_loss", "qualitative (Fig. 7)"),
-    Job("semisupervised_mnist_1000", 4, "test_error", "1.60 %"),
-    Job("semisupervised_mnist_all", 4, "test_error", "0.85 %"),
-    Job("dimred_mnist_2d_100", 4, "test_error", "6.08 %"),
-    Job("dimred_mnist_2d_1000", 4, "test_error", "4.20 %"),
-    Job("dimred_mnist_10d_100", 4, "test_error", "3.90 %"),
+    Job("prior_mixture_mnist", 10, "test_component_accuracy", "qualitative (Fig. 4a)"),
+    Job("swiss_roll_mnist", 10, "test_component_accuracy", "qualitative (Fig. 4c)"),
+    Job("supervised_mnist", 10, "test_recon_loss", "qualitative (Fig. 7)"),
+    Job("semisupervised_mnist_1000", 30, "test_error", "1.60 %"),
+    Job("semisupervised_mnist_all", 30, "test_error", "0.85 %"),
+    Job("dimred_mnist_2d_100", 30, "test_error", "6.08 %"),
+    Job("dimred_mnist_2d_1000", 20, "test_error", "4.20 %"),
+    Job("dimred_mnist_10d_100", 30, "test_error", "3.90 %"),
     Job("dimred_mnist_2d_unsup_20", 4, "test_cluster_error", "13.95 % (Fig. 11c)"),
-    Job("clustering_mnist_16", 2, "test_cluster_error", "9.55 %"),
-    Job("clustering_mnist_30", 2, "test_cluster_error", "4.10 %"),
+    Job("clustering_mnist_16", 4, "test_cluster_error", "9.55 %"),
+    Job("clustering_mnist_30", 3, "test_cluster_error", "4.10 %"),
 ]
 
 
@@ -79,7 +81,7 @@ def run_job(job: Job, epochs: int, seed: int, out: Path) -> dict:
     result = {"space": job.space, "epochs": epochs, "seed": seed, "paper": job.paper, "note": job.note,
               "metric": job.metric, "exit_code": code, "wall_s": wall, "log": str(log),
               "command": " ".join(c if " " not in c and "{" not in c else f"'{c}'" for c in cmd[1:])}
-    result.update(read_mlflow(out, job, cmd[cmd.index("--name") + 1]))
+    result.update(read_mlflow(out, job, cmd[cmd.index("--name") + 1]), commit=COMMIT)
     return result
 
 
@@ -106,36 +108,24 @@ def read_mlflow(out: Path, job: Job, name: str) -> dict:
     return found
 
 
-def render(results: list[dict]) -> str:
-    lines = [
-        "# Paper experiments on this machine (reduced budgets)",
-        "",
-        "Written by `python benchmarks/paper_results.py`: one job per experiment, each a one-trial search of the "
-        "shipped space at its defaults on real MNIST (50,000 / 10,000 / 10,000), 2 CPU cores, no GPU. Budgets are "
-        "far below the paper's (hundreds to thousands of epochs), so figures other than the epoch-matched ones are "
-        "progress checks, not reproductions. Test figures are reported for the trial's best validation checkpoint.",
-        f"Code: commit {os.environ.get('AAE_TUNE_COMMIT', 'unknown')}.",
-        "",
-        "| space | metric | paper | ours | epochs | wall time | seed | valid. metric by epoch |",
-        "|---|---|---|---|---|---|---|---|",
-    ]
-    for r in results:
-        ours = "failed" if r.get("ours") is None else f"{r['ours']:.2f}"
-        if r.get("ours_se") is not None:
-            ours += f" ± {r['ours_se']:.2f}"
-        history = {int(e): v for e, v in (r.get("valid_history") or {}).items()}  # JSON keys are strings
-        shown = ", ".join(f"{e}: {v:.2f}" for e, v in sorted(history.items())
-                          if e in (1, 2, 5, 10, 20, 30, 40, 50) or e == max(history))
-        lines.append(f"| {r['space']} | {r['metric']} | {r['paper']} | {ours} | {r['epochs']} | "
-                     f"{r['wall_s'] / 60:.1f} min | {r['seed']} | {shown} |")
-    lines += ["", "Notes:", ""]
-    lines += [f"- {r['space']}: {r['note']}" for r in results if r.get("note")]
-    lines += [f"- {r['space']}: the trial stopped early ({r['stop_reason'].split(' (')[0]}); the test figure is "
-              "that of its best validation checkpoint before that" for r in results
-              if r.get("stop_reason", "").startswith("diverged")]
-    lines += ["", "Commands (run in the output folder):", ""]
-    lines += [f"- `python {r['command']}`" for r in results]
-    return "\n".join(lines) + "\n"
+UNITS = {"test_parzen_ll": " nats", "test_component_accuracy": " %", "test_recon_loss": ""}
+PAPER_BUDGETS = {"semisupervised": "5000", "clustering": "1500"}  # epochs; the paper gives no other budget
+
+
+def render_row(r: dict) -> str:
+    """RESULTS.md's row for one job (see its table between the paper-table markers): space, paper, ours, budget,
+    seeds, command, commit. The command is the one-trial search ``R`` that RESULTS.md defines, without this
+    script's stores and run name."""
+    unit = UNITS.get(r["metric"], " %")
+    ours = "failed (see the job's log)" if r.get("ours") is None else f"**{r['ours']:.2f}{unit}**"
+    if r.get("ours_se") is not None:
+        ours = f"**{r['ours']:.2f} ± {r['ours_se']:.2f}{unit}**"
+    if r.get("stop_reason", "").startswith("diverged"):
+        ours += "; the trial diverged, the figure is its best validation checkpoint's before that"
+    budget = next((v for k, v in PAPER_BUDGETS.items() if r["space"].startswith(k)), "not given")
+    command = f"`R --space {r['space']} --max-epochs {r['epochs']} --seed {r['seed']}`"
+    return (f"| `{r['space']}` | {r['paper']} | {ours} | {r['epochs']} (paper: {budget}) | {r['seed']} | "
+            f"{command} | {r.get('commit') or COMMIT} |")
 
 
 def main() -> None:
@@ -168,13 +158,20 @@ def main() -> None:
     write_results(Path(args.results), ordered_results(results))
 
 
-KEEP_MARKER = "## Reading these numbers"  # hand-written analysis below this heading survives a rewrite
+TABLE_START, TABLE_END = "<!-- paper-table:start -->", "<!-- paper-table:end -->"
 
 
 def write_results(path: Path, results: list[dict]) -> None:
-    old = path.read_text() if path.is_file() else ""
-    kept = old[old.index(KEEP_MARKER):] if KEEP_MARKER in old else ""
-    path.write_text(render(results) + ("\n" + kept if kept else ""))
+    """Replace the rows of the spaces in ``results`` in RESULTS.md's table (between its markers); every other row
+    and the rest of the page stay as written. The verdict against the paper is for a person to add."""
+    page = path.read_text()
+    head, rest = page.split(TABLE_START, 1)
+    table, tail = rest.split(TABLE_END, 1)
+    rows = {r["space"]: render_row(r) for r in results}
+    lines = [next((rows[s] for s in rows if line.startswith(f"| `{s}` |")), line) for line in table.split("\n")]
+    missing = [s for s in rows if not any(line.startswith(f"| `{s}` |") for line in table.split("\n"))]
+    lines[-1:-1] = [rows[s] for s in missing]
+    path.write_text(head + TABLE_START + "\n".join(lines) + TABLE_END + tail)
 
 
 def ordered_results(results: dict[str, dict]) -> list[dict]:

@@ -38,7 +38,7 @@ def trained_score(space_name: str, data, seed: int, epochs: int, precision: str)
         trainer.train_epoch()
     seconds = (time.perf_counter() - start) / epochs
     scores = validation_scores(trainer.model, data, seed=seed, parzen_samples=space.evaluation.valid_samples)
-    scores |= trainer.evaluate()
+    scores |= trainer.validation_recon_loss()
     return scores[space.metric], seconds
 
 

@@ -42,10 +42,10 @@ import matplotlib.pyplot as plt  # noqa: E402
 from scipy.stats import spearmanr  # noqa: E402
 
 from aae_tune.data import load_mnist  # noqa: E402
+from aae_tune.mlflow_store import mlflow_client  # noqa: E402
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ROLE, TAG_SEARCH, experiment_name  # noqa: E402
 from aae_tune.search import run as run_search  # noqa: E402
 from aae_tune.search.space import load_space  # noqa: E402
-from aae_tune.store import mlflow_client  # noqa: E402
 
 SPACE = "likelihood_mnist"
 GOAL_FRACTION = 0.25

@@ -25,11 +25,11 @@ from ray import tune
 
 from aae_tune.cluster.ray_session import start_ray
 from aae_tune.data import load_mnist
+from aae_tune.mlflow_store import mlflow_client
 from aae_tune.names import TAG_TRIAL
 from aae_tune.search.api import make_request
 from aae_tune.search.driver import build_tuner
 from aae_tune.search.tracking import SearchTracker
-from aae_tune.store import mlflow_client
 
 
 def rss_mb() -> float:

@@ -15,8 +15,8 @@ import tempfile
 import urllib.parse
 from pathlib import Path
 
+from aae_tune.mlflow_store import mlflow_client
 from aae_tune.names import ROLE_PARENT, TAG_ROLE, TAG_SEARCH
-from aae_tune.store import mlflow_client
 
 # Flags for a sandboxed CI container: no GPU, no /dev/shm limits, no background traffic to Google services.
 CHROMIUM_FLAGS = (

@@ -16,8 +16,8 @@ from pathlib import Path
 
 from aae_tune.cluster import local as lc
 from aae_tune.errors import fail
+from aae_tune.mlflow_store import mlflow_client
 from aae_tune.names import ROLE_TRIAL, TAG_ROLE, experiment_name
-from aae_tune.store import mlflow_client
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -16,6 +17,7 @@ import ray
 # when it is imported, so starting a local Ray sets it in the environment (for the processes ray.init spawns:
 # GCS, raylet, and through the raylet every worker and agent) and in ray_constants (for this process).
 SINGLE_MACHINE_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+TOKEN_SETUP_LOGGER = "ray._private.authentication.authentication_token_setup"  # its "token auth is on" warning
 
 
 @contextmanager
@@ -38,7 +40,12 @@ def _single_machine_mode() -> Iterator[None]:
 
 def init_local_ray(**kwargs: Any) -> Any:
     """``ray.init(**kwargs)`` for a new single-machine Ray whose every server (GCS, raylet, workers, agents)
-    listens on 127.0.0.1 only; returns Ray's context."""
+    listens on 127.0.0.1 only; returns Ray's context.
+
+    Token authentication stays on, as Ray's default; Ray's warning that it is on (printed on every search, and
+    nothing to act on for a Ray that listens on 127.0.0.1 only) is silenced. Setting RAY_AUTH_MODE=token instead
+    would not do: Ray reads its config when imported, and a mode set later leaves the driver without the token."""
+    logging.getLogger(TOKEN_SETUP_LOGGER).setLevel(logging.ERROR)
     with _single_machine_mode():
         return ray.init(**kwargs)
 

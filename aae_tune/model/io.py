@@ -26,11 +26,11 @@ from torch.overrides import TorchFunctionMode
 
 from aae_tune.config import ExperimentConfig
 from aae_tune.errors import CheckpointError, ConfigError, ModelURIError
+from aae_tune.mlflow_store import mlflow_client
 from aae_tune.model.aae import AdversarialAutoencoder
 from aae_tune.model.registry import build_model
 from aae_tune.names import CHECKPOINT_FILE, CONFIG_FILE, STATE_FILE
 from aae_tune.safe_yaml import read_bounded_bytes
-from aae_tune.store import mlflow_client
 
 MAX_CONFIG_BYTES = 1 << 20  # a config.json is about 2 KB
 

@@ -8,11 +8,14 @@ the roll in [0, 1). All randomness comes from the ``torch.Generator`` passed in,
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 
 from aae_tune.config import PriorConfig
+from aae_tune.errors import ConfigError
+from aae_tune.experiments import PRIOR_SPECS
 
 
 @dataclass(frozen=True)
@@ -148,14 +151,25 @@ class CategoricalPrior(Prior):
         return PriorSample(torch.nn.functional.one_hot(k, self.num_components).float(), component=k)
 
 
+# One sampler per kind declared in aae_tune.experiments.PRIOR_SPECS: it takes the code dimension first when its
+# declaration says "any", then the declared PriorConfig fields in their declared order.
+SAMPLERS: dict[str, Callable[..., Prior]] = {
+    "gaussian": GaussianPrior,
+    "mixture": MixturePrior,
+    "swiss_roll": SwissRollPrior,
+    "categorical": CategoricalPrior,
+}
+assert set(SAMPLERS) == set(PRIOR_SPECS), "every declared prior kind needs a sampler, and every sampler a declaration"
+
+
 def build_prior(cfg: PriorConfig, code_dim: int) -> Prior:
-    """The prior an experiment config asks for (config validation has already checked dim agreement)."""
-    if cfg.kind == "gaussian":
-        return GaussianPrior(code_dim, cfg.std)
-    if cfg.kind == "mixture":
-        return MixturePrior(cfg.num_components, cfg.radius, cfg.radial_std, cfg.tangential_std)
-    if cfg.kind == "swiss_roll":
-        return SwissRollPrior(cfg.num_components, cfg.roll_scale, cfg.roll_turns, cfg.roll_noise)
-    if cfg.kind == "categorical":
-        return CategoricalPrior(cfg.num_components)
-    raise ValueError(f"unknown prior kind {cfg.kind!r}")
+    """The prior an experiment config asks for, as its kind's declaration (``PRIOR_SPECS``) says to build it."""
+    if cfg.kind not in PRIOR_SPECS:  # the config's Literal refuses it first; a PriorConfig built directly may not
+        raise ValueError(f"unknown prior kind {cfg.kind!r}; known: {', '.join(PRIOR_SPECS)}")
+    spec = PRIOR_SPECS[cfg.kind]
+    # config validation refuses a mismatch first; a config built without it must not train against a prior of
+    # another dimension than its codes
+    if problem := cfg.code_dim_problem(code_dim):
+        raise ConfigError([problem], "prior")
+    leading = (code_dim,) if spec.dim == "any" else ()
+    return SAMPLERS[cfg.kind](*leading, *(getattr(cfg, name) for name in spec.params))

@@ -4,36 +4,29 @@
     >>> from aae_tune.search import run
     >>> result = run("likelihood_mnist", num_samples=8, max_epochs=20, seed=0,
     ...              overrides={"code_dim": 8, "budget.max_concurrent": 2}, tracking_uri="sqlite:///mlflow.db")
-    >>> result.best.trial_id, result.best.best_valid, result.best.config, result.best.test_metrics
+    >>> result.best.trial_id, result.best.best_valid, result.best.best_epoch, result.best.config
+    >>> result.best.test_metrics
     >>> result.best.run_id, result.parent_run_id, result.registered_model
 
-Bad input raises ``ConfigError`` (every problem in one message) or ``DataError`` before Ray starts.
+The keyword arguments are the fields of ``SearchOptions`` (aae_tune.search.options: each one's type and default),
+the command line's flags by their Python names. Bad input raises ``ConfigError`` (every problem in one message; a
+keyword that is no option, with the names that are) or ``DataError`` before Ray starts.
 """
 
 from __future__ import annotations
 
+import inspect
+from dataclasses import fields
 from typing import Any
 
-from aae_tune.search.cli import build_parser
+from aae_tune.search.options import SearchOptions
 from aae_tune.search.request import SearchRequest, build_request
 
 
-def make_request(space: str, *, num_samples: int | None = None, max_epochs: int | None = None,
-                 max_concurrent: int | None = None, seed: int = 0, overrides: dict[str, Any] | None = None,
-                 data_dir: str | None = None, tracking_uri: str | None = None, storage_path: str = "ray_results",
-                 address: str | None = None, cpus_per_trial: float = 1.0, gpus_per_trial: float | None = None,
-                 name: str | None = None, resume: bool = False, top_k: int | None = None,
-                 final_samples: int | None = None, smoke: bool = False, max_failures: int = 2,
-                 dashboard: bool = False, optuna_storage: str | None = None,
-                 warm_start: str | None = None, artifact_location: str | None = None,
-                 train_best: str | None = None, pending_timeout: float | None = None) -> SearchRequest:
+def make_request(space: str, **options: Any) -> SearchRequest:
     """A validated search, exactly as the command line builds it (the arguments are its flags; ``overrides`` are
     its ``--set`` pairs: dotted keys into the space file, e.g. ``{"code_dim": 8, "budget.max_concurrent": 2}``)."""
-    args = build_parser().parse_args(["--space", space])  # the command line's defaults
-    settings = {k: v for k, v in locals().items() if k not in ("space", "args", "overrides")}
-    vars(args).update(settings)
-    args.overrides = list((overrides or {}).items())  # values as they are: no text round trip
-    return build_request(args)
+    return build_request(SearchOptions.from_kwargs(space, **options))
 
 
 def run(space: str, *, data: Any = None, **options: Any):
@@ -46,3 +39,19 @@ def run(space: str, *, data: Any = None, **options: Any):
 
     request = make_request(space, **options)
     return run_search(request, data if data is not None else load_search_data(request))
+
+
+def options_signature(function: Any, *leading: inspect.Parameter) -> inspect.Signature:
+    """``leading`` then every option as a keyword with its default: what ``help()`` and editors show for a function
+    that takes ``**options`` (the options are declared once, in ``SearchOptions``)."""
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    params = [inspect.Parameter("overrides", keyword, default=None, annotation="Mapping[str, Any] | None")]
+    params += [inspect.Parameter(f.name, keyword, default=f.default, annotation=f.type)
+               for f in fields(SearchOptions) if f.name not in ("space", "overrides")]
+    return inspect.signature(function).replace(parameters=[*leading, *params])
+
+
+_SPACE = inspect.Parameter("space", inspect.Parameter.POSITIONAL_OR_KEYWORD, annotation="str")
+make_request.__signature__ = options_signature(make_request, _SPACE)  # type: ignore[attr-defined]
+run.__signature__ = options_signature(  # type: ignore[attr-defined]
+    run, _SPACE, inspect.Parameter("data", inspect.Parameter.KEYWORD_ONLY, default=None, annotation="Any"))

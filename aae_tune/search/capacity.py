@@ -15,10 +15,10 @@ from pathlib import Path
 import torch
 
 from aae_tune.config import ARCHITECTURE_FIELDS
+from aae_tune.mlflow_store import sqlite_path
 from aae_tune.model.registry import build_model
 from aae_tune.search.request import SearchRequest
-from aae_tune.search.storage import is_uri
-from aae_tune.store import sqlite_path
+from aae_tune.search.storage_files import is_uri
 
 # A checkpoint holds the weights twice (trainer.pt and model_state.pt) plus up to three optimizer slots per weight
 # (momentum of the reconstruction and adversarial optimizers, Adam's second moment): 5x the weights, measured 4.97x

@@ -15,21 +15,24 @@ import sys
 
 from aae_tune.errors import ConfigError, DataError, SearchBusy, SearchFailed, UntrustedState, fail
 from aae_tune.search.lifecycle import EXIT_CODES
+from aae_tune.search.options import SearchOptions, option_defaults
 from aae_tune.search.request import DEFAULT_TRACKING_URI, build_request, describe_request
 
 
 def build_parser() -> argparse.ArgumentParser:
+    """The flags, one per ``SearchOptions`` field (``--set`` fills ``overrides``) plus --dry-run; every default is
+    the field's (set below), so the command line and the Python API cannot drift apart."""
     p = argparse.ArgumentParser(
         prog="python -m aae_tune.search",
         description="Search AAE hyperparameters with Ray Tune (ASHA + Optuna), tracked in MLflow.",
     )
     p.add_argument("--space", required=True, help="shipped space name (e.g. likelihood_mnist) or a YAML path")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+    p.add_argument("--set", dest="overrides", action="append", metavar="KEY=VALUE",
                    help="override a field of the space file, e.g. --set budget.num_samples=4 --set code_dim=8")
     p.add_argument("--num-samples", type=int, help="trials (default: the space's budget)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial, ASHA's max_t (default: the space's budget)")
     p.add_argument("--max-concurrent", type=int, help="trials running at once (default: the space's budget)")
-    p.add_argument("--seed", type=int, default=0, help="seeds the searcher, every trial and every sample")
+    p.add_argument("--seed", type=int, help="seeds the searcher, every trial and every sample (default %(default)s)")
     p.add_argument("--data-dir", help="MNIST IDX folder (default: AAE_TUNE_DATA_DIR, cache, download, embedded); "
                    "the folder with SVHN's .mat files; or the .npz file of an 'array' dataset")
     p.add_argument("--tracking-uri",
@@ -38,12 +41,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--artifact-location", metavar="URI",
                    help="artifact root of the space's MLflow experiment when this search creates it (e.g. "
                    "s3://bucket/mlflow; default: the tracking server's)")
-    p.add_argument("--storage-path", default="ray_results", help="Tune results: local folder or a URI Ray accepts")
+    p.add_argument("--storage-path", help="Tune results: local folder or a URI Ray accepts (default %(default)s)")
     p.add_argument("--address", help="connect to an existing Ray cluster (host:port, ray://host:port or auto)")
     p.add_argument("--dashboard", action="store_true",
                    help="start the local Ray's dashboard on 127.0.0.1 (a cluster from --address has its own)")
-    p.add_argument("--cpus-per-trial", type=float, default=1.0,
-                   help="CPUs Ray reserves for each trial; also its torch thread count (default 1)")
+    p.add_argument("--cpus-per-trial", type=float,
+                   help="CPUs Ray reserves for each trial; also its torch thread count (default %(default)s)")
     p.add_argument("--gpus-per-trial", type=float, help="fractional allowed; default 1 if the cluster has GPUs")
     p.add_argument("--name", help="search name, needed for --resume (default: <space>-<UTC time>)")
     p.add_argument("--resume", action="store_true", help="continue the interrupted search called --name")
@@ -61,20 +64,29 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop the search when, for this long, no trial has run while some wait for resources (e.g. a "
                    "GPU the cluster lacks); default: 600 on a local Ray, none with --address (an autoscaler may add "
                    "nodes)")
-    p.add_argument("--max-failures", type=int, default=2,
-                   help="restarts of a failed trial from its last checkpoint (Tune's FailureConfig; -1: no limit)")
+    p.add_argument("--max-failures", type=int,
+                   help="restarts of a failed trial from its last checkpoint (Tune's FailureConfig; -1: no limit; "
+                   "default %(default)s)")
     p.add_argument("--smoke", "--smoke-test", dest="smoke", action="store_true",
                    help="tiny budget and nets: an end-to-end check for CI (--smoke-test: the Ray examples' spelling)")
     p.add_argument("--dry-run", action="store_true",
                    help="check everything, print the resolved space and the trial resources, start nothing")
+    # argparse's append extends the default it is given: a list, copied per parse (the field's is an empty tuple)
+    p.set_defaults(**{**option_defaults(), "overrides": list(option_defaults()["overrides"])})
     return p
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_options(argv: list[str] | None = None) -> tuple[SearchOptions, bool]:
+    """The command line as ``SearchOptions``, and whether it asks for a dry run."""
     args = build_parser().parse_args(argv)
+    return SearchOptions.from_namespace(args), args.dry_run
+
+
+def main(argv: list[str] | None = None) -> int:
+    options, dry_run = parse_options(argv)
     try:
-        request = build_request(args)
-        if args.dry_run:
+        request = build_request(options)
+        if dry_run:
             print(describe_request(request))
             return 0
         from aae_tune.search.driver import load_search_data

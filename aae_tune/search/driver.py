@@ -1,5 +1,6 @@
 """Runs a validated ``SearchRequest`` on Ray Tune: Optuna TPE (or random) proposals, ASHA early stopping,
-per-trial checkpoints kept by score, MLflow streaming, then the end-of-search evaluation (finalize.py)."""
+per-trial checkpoints kept by score, MLflow streaming, then the end-of-search evaluation (finalize.py). Which
+figure ranks what: ``search.scoring``."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ from aae_tune.search.capacity import check_capacity
 from aae_tune.search.guard import SearchGuard
 from aae_tune.search.pending import PendingTimeout, pending_timeout_s
 from aae_tune.search.request import SMOKE_TRAIN_IMAGES, SearchRequest
+from aae_tune.search.scoring import BEST_EPOCH, CHECKPOINT_SCORE, best_key, tune_metric
 from aae_tune.search.space import ParamSpec, SearchSpace
 from aae_tune.search.study import open_study
 from aae_tune.search.tracking import SearchTracker, redact_uri
@@ -51,8 +53,9 @@ def tune_domain(spec: ParamSpec) -> Any:
 
 
 def choice_values(spec: ParamSpec) -> list[Any]:
-    """What Tune passes a trial for a choice or grid: the values, or their indices for list-valued ones."""
-    return list(range(len(spec.values))) if spec.is_index_choice() else list(spec.values)
+    """What Tune passes a trial for a choice or grid: the values, or their texts for list-valued ones (which the
+    table, MLflow and Optuna then show as they are: ``search.values``)."""
+    return spec.searched_values()
 
 
 def pbt_mutation(spec: ParamSpec) -> Any:
@@ -88,8 +91,11 @@ def make_searcher(request: SearchRequest):
     sampler = TPESampler(seed=request.seed, n_startup_trials=tpe.n_startup_trials, multivariate=tpe.multivariate,
                          constant_liar=tpe.constant_liar)
     storage = open_study(request.optuna_storage, request.name, space) if request.optuna_storage else None
+    # Ray's OptunaSearch tells Optuna the metric of a trial's last result: the running score (tune_metric), so
+    # the study's value for a trial is its score, the best epoch's (TuneConfig's metric, the same, wins anyway).
     optuna = OptunaSearch(
-        metric=space.metric, mode=space.mode, sampler=sampler, study_name=request.name, storage=storage,
+        metric=tune_metric(space.metric, space.scheduler.type), mode=space.mode, sampler=sampler,
+        study_name=request.name, storage=storage,
         points_to_evaluate=list(request.warm_points) or None, evaluated_rewards=list(request.warm_scores) or None,
     )
     return ConcurrencyLimiter(optuna, max_concurrent=request.max_concurrent)
@@ -113,6 +119,8 @@ def make_scheduler(request: SearchRequest):
             custom_explore_fn=lambda config: clip_to_ranges(config, mutable),
             synch=True, require_attrs=False,  # a diverged trial's last report has no epoch (report_divergence)
         )
+    # ASHA ranks a rung by TuneConfig's metric: the running score, what a trial stopped there keeps as its score
+    # (scoring.tune_metric; benchmarks/asha_replay.py replays the same)
     return ASHAScheduler(
         time_attr="epoch", max_t=request.max_epochs,
         grace_period=min(sched.grace_period, request.max_epochs), reduction_factor=sched.reduction_factor,
@@ -161,7 +169,8 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
         checkpoint_config=tune.CheckpointConfig(
             # PBT copies a member's latest checkpoint after the member has moved on: keep more (Tune's advice)
             num_to_keep=4 if space.scheduler.type == "pbt" else 2,
-            checkpoint_score_attribute=space.metric, checkpoint_score_order=space.mode,
+            # the epoch's own score (a carried one ranks last): the best kept checkpoint is the trial's best epoch
+            checkpoint_score_attribute=CHECKPOINT_SCORE, checkpoint_score_order=space.mode,
         ),
         failure_config=tune.FailureConfig(max_failures=request.max_failures),
         progress_reporter=progress_reporter(request),
@@ -175,7 +184,8 @@ def build_tuner(request: SearchRequest, data: SplitData, tracker: SearchTracker)
         trainable,
         param_space=tune_param_space(space),
         tune_config=tune.TuneConfig(
-            metric=space.metric, mode=space.mode, num_samples=request.num_samples,
+            # ASHA, Optuna and the table's order: the running score (PBT: the epoch's value; scoring.tune_metric)
+            metric=tune_metric(space.metric, space.scheduler.type), mode=space.mode, num_samples=request.num_samples,
             # the concurrency limit lives in the searcher (make_searcher): Tune warns and ignores a second one
             search_alg=make_searcher(request), scheduler=make_scheduler(request),
             # A finished trial's process (torch imported, the data mapped) trains the next one: without this each
@@ -252,13 +262,20 @@ def search_environment(request: SearchRequest) -> Iterator[None]:
 
 
 def progress_reporter(request: SearchRequest) -> tune.CLIReporter:
-    """A table that fits a terminal: short parameter names, the score, the epoch and the reconstruction loss."""
+    """A table that fits a terminal: short parameter names (list-valued choices as their values), the epoch, its
+    validation value, the trial's score so far and the epoch that reached it, the reconstruction loss."""
     space = request.space
     return tune.CLIReporter(
         parameter_columns={key: short_name(key) for key in space.params},
-        metric_columns={"epoch": "ep", space.metric: "score", "recon_loss": "recon"},
+        metric_columns=metric_columns(space.metric),
         max_column_length=14, max_report_frequency=30, sort_by_metric=True,  # metric and mode: from TuneConfig
     )
+
+
+def metric_columns(metric: str) -> dict[str, str]:
+    """The table's result columns: the last epoch's value next to the trial's score (the summary's figure)."""
+    return {"epoch": "ep", metric: "valid", best_key(metric): "best valid", BEST_EPOCH: "best ep",
+            "recon_loss": "recon"}
 
 
 ABBREVIATIONS = {"optim": "", "reconstruction": "rec", "adversarial": "adv", "semi_supervised": "semi",

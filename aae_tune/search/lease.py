@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 
 from aae_tune.errors import SearchBusy
 from aae_tune.names import LEASE_FILE
-from aae_tune.search.storage import delete_file, read_bytes, write_bytes
+from aae_tune.search.storage_files import delete_file, read_bytes, write_bytes
 
 TTL_ENV = "AAE_TUNE_LEASE_TTL_S"  # shorter in tests
 DEFAULT_TTL_S = 60.0

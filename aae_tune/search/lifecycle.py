@@ -28,7 +28,7 @@ from typing import Any
 
 from aae_tune.names import SEARCH_RECORD
 from aae_tune.search.signing import StateSigner
-from aae_tune.search.storage import write_bytes
+from aae_tune.search.storage_files import write_bytes
 
 CREATED, RUNNING, INTERRUPTED, FAILED, FINISHED = "created", "running", "interrupted", "failed", "finished"
 # A search can be interrupted or fail before it runs (an interrupt or an MLflow error while its parent run is set

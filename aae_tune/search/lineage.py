@@ -11,6 +11,7 @@ code says so and records every version it ran under.
 
 from __future__ import annotations
 
+import getpass
 import hashlib
 import json
 import subprocess
@@ -20,7 +21,13 @@ from typing import Any
 
 import numpy as np
 from mlflow.entities import Dataset, DatasetInput, InputTag
-from mlflow.utils.mlflow_tags import MLFLOW_DATASET_CONTEXT, MLFLOW_GIT_COMMIT
+from mlflow.utils.mlflow_tags import (
+    MLFLOW_DATASET_CONTEXT,
+    MLFLOW_GIT_COMMIT,
+    MLFLOW_SOURCE_NAME,
+    MLFLOW_SOURCE_TYPE,
+    MLFLOW_USER,
+)
 
 import aae_tune
 
@@ -29,6 +36,7 @@ TAG_DATA_FULL = "aae_data_full"  # "true" only for the paper's 50K/10K/10K MNIST
 CONTEXTS = {"train": "training", "valid": "validation", "test": "test"}  # MLflow's dataset contexts
 TAG_CODE_VERSION = "aae_code_version"  # 0.1.0, or 0.1.0+g<commit>[.dirty] from a git checkout
 TAG_CODE_RESUMED = "aae_code_resumed_under"  # the other versions a resumed search trained under, in order
+SOURCE_NAME = "aae_tune.search"  # the entry point, as MLflow's "Source" field shows it
 
 
 @dataclass(frozen=True)
@@ -88,17 +96,28 @@ def git(root: Path, *args: str) -> str:
 def code_version(root: Path | None = None) -> dict[str, str]:
     """Tags naming the code in use: the package version, and when the package's folder ``root`` is the top of a git
     checkout, its commit and whether tracked files differ from it (``.dirty``). A package installed elsewhere (or a
-    folder inside some other repository) gets the version alone."""
+    folder inside some other repository) gets the version alone.
+
+    MLflow's run page shows its "Source" field (and the commit beside it) only when the source name and type are
+    set; runs made with ``MlflowClient.create_run`` get neither, so they are set here with the user."""
     root = Path(aae_tune.__file__).resolve().parents[1] if root is None else root.resolve()
+    source = {MLFLOW_SOURCE_NAME: SOURCE_NAME, MLFLOW_SOURCE_TYPE: "LOCAL", MLFLOW_USER: _user()}
     try:
         if Path(git(root, "rev-parse", "--show-toplevel")).resolve() != root:
-            return {TAG_CODE_VERSION: aae_tune.__version__}
+            return {TAG_CODE_VERSION: aae_tune.__version__, **source}
         commit = git(root, "rev-parse", "HEAD")
         dirty = bool(git(root, "status", "--porcelain", "--untracked-files=no"))
     except (OSError, subprocess.SubprocessError):  # no git, not a checkout, no commit yet
-        return {TAG_CODE_VERSION: aae_tune.__version__}
+        return {TAG_CODE_VERSION: aae_tune.__version__, **source}
     return {TAG_CODE_VERSION: f"{aae_tune.__version__}+g{commit[:7]}{'.dirty' if dirty else ''}",
-            MLFLOW_GIT_COMMIT: commit}
+            MLFLOW_GIT_COMMIT: commit, **source}
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # a container user with no passwd entry
+        return "unknown"
 
 
 def resumed_code_tags(recorded: dict[str, str], current: dict[str, str]) -> dict[str, str]:

@@ -13,7 +13,7 @@ from typing import Any
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # numpy's RandomState and torch.manual_seed take seeds in [0, 2**32)
 SEED_LIMIT = 2**32
-# What an Optuna categorical holds (and its RDB storage serialises); lists and mappings are searched by index
+# What an Optuna categorical holds (and its RDB storage serialises); lists and mappings are searched by their text
 CATEGORICAL_TYPES = (type(None), bool, int, float, str)
 
 
@@ -62,7 +62,7 @@ def categorical_problems(values: tuple[Any, ...]) -> list[str]:
     if not odd:
         return []
     return [f"values: {odd[0]!r} ({type(odd[0]).__name__}) cannot be searched; a choice holds numbers, strings, "
-            "true/false and null (or lists and mappings, searched by index). Quote it to search it as a string"]
+            "true/false and null (or lists and mappings, searched by their text). Quote it to search it as a string"]
 
 
 def range_problems(distribution: str, low: float, high: float, q: float | None) -> list[str]:
@@ -98,7 +98,7 @@ def integer_bound_problems(low: float, high: float) -> list[str]:
 
 
 def choice_problems(distribution: str, values: tuple[Any, ...] | None, by_index: bool) -> list[str]:
-    """The values of a choice or grid (``by_index``: list-valued ones, which Optuna searches by index)."""
+    """The values of a choice or grid (``by_index``: list-valued ones, which Optuna searches by their text)."""
     if values is None or len(values) == 0:
         return [f"values: a {distribution} needs a non-empty list of values"]
     if infinite := non_finite_paths(list(values), "values"):

@@ -3,8 +3,8 @@ parallel coordinates, parameter importances), how many trials ASHA kept training
 validation score against the trial-epochs spent so far, and the trial table as an MLflow table (the UI renders
 it). Written once: a --resume of a finished search finds it and leaves it alone.
 
-The plots are drawn from an in-memory Optuna study rebuilt from the trial rows (each trial's sampled parameters
-and its best validation score), so a random search gets the same report as a TPE one.
+The plots are drawn from an in-memory Optuna study rebuilt from the trial rows (each trial's sampled values, list
+choices as their text, and its score: ``search.scoring``), so a random search gets the same report as a TPE one.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ import logging
 import tempfile
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 
@@ -21,8 +21,13 @@ matplotlib.use("Agg")  # files only, no display
 import matplotlib.pyplot as plt  # noqa: E402 - after the backend is chosen
 import optuna  # noqa: E402
 
+from aae_tune.search.results import TrialRow  # noqa: E402
 from aae_tune.search.space import ParamSpec, SearchSpace  # noqa: E402
-from aae_tune.search.storage import read_text  # noqa: E402
+from aae_tune.search.storage_files import read_text  # noqa: E402
+from aae_tune.search.values import choice_text  # noqa: E402
+
+if TYPE_CHECKING:
+    from aae_tune.search.tracking import SearchTracker
 
 logger = logging.getLogger("aae_tune.report")
 REPORT_DIR = "report"
@@ -34,8 +39,9 @@ OPTUNA_PLOTS = {
 
 
 def _choice(value: Any) -> Any:
-    """Optuna choices are scalars: a list-valued choice (e.g. lr drop epochs) is shown as its text."""
-    return value if value is None or isinstance(value, (bool, int, float, str)) else str(value)
+    """Optuna choices are scalars: a list-valued choice (e.g. lr drop epochs) is shown as its text, the same text
+    the searcher drew (``search.values``)."""
+    return value if value is None or isinstance(value, (bool, int, float, str)) else choice_text(value)
 
 
 def optuna_distribution(spec: ParamSpec) -> optuna.distributions.BaseDistribution:
@@ -48,7 +54,7 @@ def optuna_distribution(spec: ParamSpec) -> optuna.distributions.BaseDistributio
     return optuna.distributions.FloatDistribution(spec.low, spec.high, log="log" in d, step=step)
 
 
-def study_of(rows: list[Any], space: SearchSpace) -> optuna.Study:
+def study_of(rows: list[TrialRow], space: SearchSpace) -> optuna.Study:
     """An in-memory study with one finished trial per scored row: its sampled parameters and best score."""
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     study = optuna.create_study(direction="maximize" if space.mode == "max" else "minimize")
@@ -95,7 +101,7 @@ def asha_rungs(space: SearchSpace, max_epochs: int) -> list[int]:
     return rungs
 
 
-def save_survival_plot(rows: list[Any], rungs: list[int], out: Path) -> None:
+def save_survival_plot(rows: list[TrialRow], rungs: list[int], out: Path) -> None:
     """Trials still training at each epoch, with ASHA's rungs marked."""
     last = max((r.epochs for r in rows), default=0)
     epochs = list(range(1, last + 1))
@@ -127,7 +133,7 @@ def save_efficiency_plot(reports: list[tuple[float, float]], space: SearchSpace,
     plt.close(fig)
 
 
-def log_search_report(tracker: Any, rows: list[Any], records: list[dict[str, Any]],
+def log_search_report(tracker: SearchTracker, rows: list[TrialRow], records: list[dict[str, Any]],
                       reports: list[tuple[float, float]], space: SearchSpace, max_epochs: int) -> None:
     """Every report figure and the trial table on the parent run, unless a previous finalize wrote them."""
     client, parent = tracker.client, tracker.parent_run_id
@@ -144,7 +150,7 @@ def log_search_report(tracker: Any, rows: list[Any], records: list[dict[str, Any
     client.log_table(parent, data=columns, artifact_file=f"{REPORT_DIR}/trials.json")
 
 
-def log_pbt_policy(tracker: Any, experiment_dir: str) -> None:
+def log_pbt_policy(tracker: SearchTracker, experiment_dir: str) -> None:
     """PBT's record of every exploit, one JSON list per line as Tune writes it in the search's folder (member,
     member copied, their iterations, the copied config, the mutated config): ``pbt/pbt_global.jsonl`` on the
     parent run. Each member's resulting schedule is in its run's ``lr_*`` metrics."""

@@ -1,14 +1,14 @@
-"""A validated search (``SearchRequest``) and every pre-flight check that builds one.
+"""A validated search (``SearchRequest``) and every pre-flight check that builds one from ``SearchOptions``.
 
-Everything a user can get wrong — the space file, ``--set`` overrides, budgets, the seed, each trial's resources,
-the search name, the storage path, the tracking URI (its REST API, not only /health), the MLflow and Optuna stores,
-the Ray address, a --resume that does not match — is checked here, before Ray starts, and reported as one
-``ConfigError``. The data is checked by its loader right after (``aae_tune.search.cli``).
+Everything a user can get wrong — the options themselves (``aae_tune.search.options``), the space file, ``--set``
+overrides, budgets, the seed, each trial's resources, the search name, the storage path, the tracking URI (its
+REST API, not only /health), the MLflow and Optuna stores, the Ray address, a --resume that does not match — is
+checked here, before Ray starts, and reported as one ``ConfigError``. The data is checked by its loader right after
+(``aae_tune.search.cli``).
 """
 
 from __future__ import annotations
 
-import argparse
 import json
 import os
 import socket
@@ -18,16 +18,17 @@ from pathlib import Path
 from typing import Any
 
 from aae_tune.errors import ConfigError, UntrustedState
+from aae_tune.mlflow_store import sqlite_path
 from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
 from aae_tune.schema import parse_overrides
-from aae_tune.search.resources import check_counts, check_pending_timeout, check_seed, check_trial_resources
+from aae_tune.search.destination_checks import check_search_folder, check_store_files, sqlite_file_problem
+from aae_tune.search.options import COUNTS, SearchOptions, flag, name_problem, valid_name
+from aae_tune.search.resources import check_counts, check_trial_resources
 from aae_tune.search.retrain import Source, load_source
 from aae_tune.search.server import probe_tracking_server
 from aae_tune.search.signing import VerifiedState
-from aae_tune.search.space import NAME_PATTERN, SearchSpace, load_space
-from aae_tune.search.storage import check_storage_uri, is_uri
-from aae_tune.search.stores import check_search_folder, check_store_files, sqlite_file_problem
-from aae_tune.store import sqlite_path
+from aae_tune.search.space import SearchSpace, load_space
+from aae_tune.search.storage_files import check_storage_uri, is_uri
 
 DEFAULT_TRACKING_URI = "sqlite:///mlflow.db"
 SMOKE_TRAIN_IMAGES = 5000  # --smoke trains on the first 5,000 training images (validation and test stay whole)
@@ -206,120 +207,131 @@ def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:
         problems.append(f"a search already exists at {request_dir}; add --resume to continue it or pick a new --name")
 
 
-def check_study(args: argparse.Namespace, space: SearchSpace, tracking_uri: str, storage: str,
+def check_study(options: SearchOptions, space: SearchSpace, tracking_uri: str, storage: str,
                 problems: list[str]) -> dict[str, Any]:
     """The TPE study's storage and, for --warm-start, the earlier study's finished trials."""
     from aae_tune.search.study import check_study_storage, default_study_storage, warm_start_points
 
     tpe = space.searcher.type == "optuna_tpe"
-    if args.optuna_storage:
-        check_study_storage(args.optuna_storage, problems)
-    url = (args.optuna_storage or default_study_storage(tracking_uri, storage)) if tpe else None
-    if not args.warm_start:
+    if options.optuna_storage:
+        check_study_storage(options.optuna_storage, problems)
+    url = (options.optuna_storage or default_study_storage(tracking_uri, storage)) if tpe else None
+    if not options.warm_start:
         return {"optuna_storage": url}
     if not tpe:
         problems.append(f"--warm-start: needs searcher.type optuna_tpe, not {space.searcher.type}")
-    elif args.resume:
+    elif options.resume:
         problems.append("--warm-start: a resumed search keeps its own study; drop --warm-start or start a new --name")
     elif not problems:
-        points, scores = warm_start_points(url, args.warm_start, space, problems)
-        return {"optuna_storage": url, "warm_start": args.warm_start, "warm_points": tuple(points),
+        points, scores = warm_start_points(url, options.warm_start, space, problems)
+        return {"optuna_storage": url, "warm_start": options.warm_start, "warm_points": tuple(points),
                 "warm_scores": tuple(scores)}
     return {"optuna_storage": url}
 
 
-def load_request_space(args: argparse.Namespace, tracking_uri: str) -> tuple[SearchSpace, Source | None]:
+def load_request_space(options: SearchOptions, tracking_uri: str) -> tuple[SearchSpace, Source | None]:
     """The space file with its overrides, or for --train-best the source search's own space and best trials."""
-    overrides = parse_overrides(args.overrides)
-    if not args.train_best:
-        return load_space(args.space, overrides), None
+    overrides = parse_overrides(list(options.overrides))
+    if not options.train_best:
+        return load_space(options.space, overrides), None
     problems: list[str] = []
     check_tracking_uri(tracking_uri, problems)
-    if args.warm_start:
+    if options.warm_start:
         problems.append("--train-best trains fixed configurations; drop --warm-start")
     if not problems:
-        k = args.num_samples if args.num_samples is not None else 1
-        space, source = load_source(tracking_uri, load_space(args.space).name, args.train_best, k, overrides,
+        k = options.num_samples if options.num_samples is not None else 1
+        space, source = load_source(tracking_uri, load_space(options.space).name, options.train_best, k, overrides,
                                     problems)
         if not problems:
             return space, source
     raise ConfigError(problems, "command line")
 
 
-def check_run_settings(args: argparse.Namespace, counts: dict[str, int], problems: list[str]) -> None:
+def load_checked_space(options: SearchOptions, tracking_uri: str,
+                       problems: list[str]) -> tuple[SearchSpace, Source | None]:
+    """``load_request_space``; when it refuses, its problems join those the options already have (one message)."""
+    try:
+        return load_request_space(options, tracking_uri)
+    except ConfigError as exc:
+        if not problems:
+            raise  # the space's own message, under its own source (the file), as before
+        where = "" if exc.source == "command line" else f"{exc.source}: "
+        raise ConfigError([*problems, *(f"{where}{p}" for p in exc.problems)], "command line") from exc
+
+
+def check_run_settings(options: SearchOptions, counts: dict[str, int], problems: list[str]) -> None:
     """The command line's numbers as numpy, torch and Ray take them after the pre-flight (aae_tune.search.resources):
-    the seed, counts, the pending timeout and each trial's CPUs and GPUs (on a local Ray: whether this machine has
-    them, or every trial would stay PENDING)."""
-    check_seed(args.seed, problems)
-    check_counts({**counts, "max_failures": args.max_failures}, problems)
-    check_pending_timeout(getattr(args, "pending_timeout", None), problems)
-    negative_gpus = args.gpus_per_trial is not None and args.gpus_per_trial < 0
-    if args.cpus_per_trial > 0 and not negative_gpus:  # else reported by build_request
-        check_trial_resources(args.cpus_per_trial, args.gpus_per_trial, args.address, problems)
+    counts and each trial's CPUs and GPUs (on a local Ray: whether this machine has them, or every trial would stay
+    PENDING). The seed and the pending timeout are the options' own checks (``SearchOptions.range_problems``)."""
+    check_counts({**counts, "max_failures": options.max_failures}, problems)
+    negative_gpus = options.gpus_per_trial is not None and options.gpus_per_trial < 0
+    if options.cpus_per_trial > 0 and not negative_gpus:  # else reported by SearchOptions.range_problems
+        check_trial_resources(options.cpus_per_trial, options.gpus_per_trial, options.address, problems)
 
 
 def check_destinations(storage: str, name: str, tracking_uri: str, optuna_url: str | None,
                        problems: list[str]) -> None:
-    """Where the search writes (aae_tune.search.stores): its folder must not be a file, and the MLflow store, the
-    Optuna study and the search folder must be apart."""
-    if NAME_PATTERN.match(name) and ".." not in name:
+    """Where the search writes (aae_tune.search.destination_checks): its folder must not be a file, and the MLflow
+    store, the Optuna study and the search folder must be apart."""
+    if valid_name(name):
         check_search_folder(storage, name, problems)
         check_store_files(storage, name, tracking_uri, optuna_url, problems)
 
 
-def build_request(args: argparse.Namespace) -> SearchRequest:
-    """Validate everything; raise one ConfigError listing all problems."""
-    tracking_uri = args.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
-    space, source = load_request_space(args, tracking_uri)
-    problems: list[str] = []
+def resolve_counts(options: SearchOptions, space: SearchSpace, source: Source | None) -> dict[str, int]:
+    """Each count (``COUNTS``) as given, else --smoke's, the source search's (--train-best) or the space's."""
     budget, ev = space.budget, space.evaluation
-    num_samples = args.num_samples if args.num_samples is not None else (
-        len(source.points) if source else 2 if args.smoke else budget.num_samples)
-    values: dict[str, Any] = {
-        "num_samples": num_samples,
-        "max_epochs": args.max_epochs if args.max_epochs is not None else (2 if args.smoke else budget.max_epochs),
-        "max_concurrent": args.max_concurrent if args.max_concurrent is not None else budget.max_concurrent,
-        # a long run of the best K: each of them gets the test protocol
-        "top_k": args.top_k if args.top_k is not None else (num_samples if source else ev.top_k),
-        "final_samples": args.final_samples if args.final_samples is not None else (
-            1000 if args.smoke else ev.final_samples),
-    }
-    problems += [f"--{k.replace('_', '-')}: must be >= 1, got {v}" for k, v in values.items() if v < 1]
-    if not args.cpus_per_trial > 0:
-        problems.append(f"--cpus-per-trial: must be > 0, got {args.cpus_per_trial}")
-    if args.gpus_per_trial is not None and args.gpus_per_trial < 0:
-        problems.append(f"--gpus-per-trial: must be >= 0, got {args.gpus_per_trial}")
-    if args.resume and not args.name:
-        problems.append("--resume needs --name: the name of the search to continue")
-    name = args.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
-    if not NAME_PATTERN.match(name) or ".." in name:
-        problems.append(f"--name {name!r}: use letters, digits, '_', '-', '.' (no '/' or '..'), at most 100")
-    if args.max_failures < -1:
-        problems.append(f"--max-failures: must be >= 0 (or -1 for no limit), got {args.max_failures}")
-    check_run_settings(args, values, problems)
-    storage = check_storage_path(args.storage_path, problems)
+    smoke = options.smoke
+    num_samples = options.num_samples if options.num_samples is not None else (
+        len(source.points) if source else 2 if smoke else budget.num_samples)
+    defaults = {"num_samples": num_samples, "max_epochs": 2 if smoke else budget.max_epochs,
+                "max_concurrent": budget.max_concurrent,
+                # a long run of the best K: each of them gets the test protocol
+                "top_k": num_samples if source else ev.top_k, "final_samples": 1000 if smoke else ev.final_samples}
+    return {k: given if (given := getattr(options, k)) is not None else defaults[k] for k in COUNTS}
+
+
+def build_request(options: SearchOptions | Any) -> SearchRequest:
+    """Validate everything; raise one ConfigError listing all problems. ``options``: a ``SearchOptions``, or the
+    command line's ``argparse.Namespace`` (read as one)."""
+    if not isinstance(options, SearchOptions):
+        options = SearchOptions.from_namespace(options)
+    if type_problems := options.type_problems():
+        raise ConfigError(type_problems, "search options")  # no other check can read a value of the wrong type
+    problems = options.range_problems()
+    tracking_uri = options.tracking_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_TRACKING_URI
+    space, source = load_checked_space(options, tracking_uri, problems)
+    values = resolve_counts(options, space, source)
+    # a count given is checked by range_problems; one resolved from the space or a source is checked here
+    problems += [f"--{flag(k)}: must be >= 1, got {v}" for k, v in values.items()
+                 if v < 1 and getattr(options, k) is None]
+    name = options.name or f"{space.name}-{time.strftime('%Y%m%d-%H%M%S', time.gmtime())}"
+    if not options.name and not valid_name(name):  # a given name is checked by range_problems
+        problems.append(name_problem(name))
+    check_run_settings(options, values, problems)
+    storage = check_storage_path(options.storage_path, problems)
     if not source:
         check_tracking_uri(tracking_uri, problems)
-    check_address(args.address, problems)
+    check_address(options.address, problems)
     check_signing_key(problems)
     verified = None
-    if NAME_PATTERN.match(name) and ".." not in name and not problems:
-        check_resume(f"{storage}/{name}", args.resume, problems)
-        if args.resume and not problems:
+    if valid_name(name) and not problems:
+        check_resume(f"{storage}/{name}", options.resume, problems)
+        if options.resume and not problems:
             verified = verify_resume(f"{storage}/{name}", problems)
         if verified is not None:
             check_resume_matches(f"{storage}/{name}", saved_record(verified),
-                                 search_record(space, args.seed, args.smoke), problems)
-    study = check_study(args, space, tracking_uri, storage, problems)
+                                 search_record(space, options.seed, options.smoke), problems)
+    study = check_study(options, space, tracking_uri, storage, problems)
     check_destinations(storage, name, tracking_uri, study["optuna_storage"], problems)
     if problems:
         raise ConfigError(problems, "command line")
     return SearchRequest(**study,
-        space=space, space_path=str(args.space), name=name, seed=args.seed, cpus_per_trial=args.cpus_per_trial,
-        gpus_per_trial=args.gpus_per_trial, storage_path=storage, tracking_uri=tracking_uri,
-        address=args.address, data_dir=args.data_dir, resume=args.resume, smoke=args.smoke,
-        max_failures=args.max_failures, dashboard=args.dashboard, artifact_location=args.artifact_location,
-        pending_timeout=getattr(args, "pending_timeout", None),
+        space=space, space_path=str(options.space), name=name, seed=options.seed,
+        cpus_per_trial=options.cpus_per_trial, gpus_per_trial=options.gpus_per_trial, storage_path=storage,
+        tracking_uri=tracking_uri, address=options.address, data_dir=options.data_dir, resume=options.resume,
+        smoke=options.smoke, max_failures=options.max_failures, dashboard=options.dashboard,
+        artifact_location=options.artifact_location, pending_timeout=options.pending_timeout,
         source=source, verified=verified, **values,
     )
 

@@ -22,6 +22,7 @@ from unittest import mock
 
 import yaml
 
+from aae_tune.mlflow_store import mlflow_client, sqlite_path
 from aae_tune.names import (
     ROLE_PARENT,
     ROLE_TRIAL,
@@ -36,7 +37,6 @@ from aae_tune.names import (
 )
 from aae_tune.safe_yaml import load_yaml_text, read_yaml_file
 from aae_tune.search.space import SearchSpace, load_space
-from aae_tune.store import mlflow_client, sqlite_path
 
 SPACE_ARTIFACT = "space.yaml"  # the resolved space on a search's parent run (SearchTracker.log_space)
 
@@ -49,7 +49,7 @@ class Source:
     parent_run_id: str
     trials: tuple[str, ...]  # its best trials' ids, best first
     scores: tuple[float, ...]  # their best validation scores
-    points: tuple[dict[str, Any], ...]  # their sampled values, in Tune's config form (index choices as indices)
+    points: tuple[dict[str, Any], ...]  # their sampled values, in Tune's config form (list choices as their text)
 
     def describe(self, metric: str) -> list[str]:
         pairs = ", ".join(f"{t} ({metric} {s:.4g})" for t, s in zip(self.trials, self.scores, strict=True))
@@ -133,11 +133,13 @@ def rank_trials(client: Any, trials: list[Any], space: SearchSpace) -> list[tupl
 
 def sampled_values(run: Any, space: SearchSpace) -> dict[str, Any]:
     """A trial's searched values as Tune gave them to it. MLflow keeps params as text, so each is read back as
-    YAML (numbers, lists, names). A PBT member trains from scratch with the values it ended on."""
+    YAML (numbers, lists, names), then as the searcher draws it (a list choice as its text; an older search logged
+    its index). A PBT member trains from scratch with the values it ended on."""
     config = dict(run.data.params)
     config.update(json.loads(run.data.tags.get(TAG_CONFIG_NOW, "{}")))
     where = f"trial run {run.info.run_id}"
-    return {key: load_yaml_text(str(config[key]), f"{where}: param {key}") for key in space.params if key in config}
+    return {key: space.encode(key, load_yaml_text(str(config[key]), f"{where}: param {key}"))
+            for key in space.params if key in config}
 
 
 def source_tags(source: Source) -> dict[str, str]:

@@ -14,7 +14,7 @@ from aae_tune.errors import SearchFailed
 from aae_tune.names import TAG_STOP_REASON
 from aae_tune.search.callback import MlflowTrialCallback, is_unreachable
 from aae_tune.search.driver import TUNER_FILE, build_tuner, cut_short, search_environment, search_params, spool_path
-from aae_tune.search.finalize import SearchSummary, finalize_search, search_description
+from aae_tune.search.finalize import finalize_search
 from aae_tune.search.guard import SearchControls, guard_search
 from aae_tune.search.lease import SearchLease
 from aae_tune.search.lifecycle import (
@@ -33,6 +33,7 @@ from aae_tune.search.lineage import code_version, data_lineage
 from aae_tune.search.request import SearchRequest, saved_record, search_record
 from aae_tune.search.retrain import source_tags
 from aae_tune.search.signing import StateSigner, restore_verified, signed_trials, signing_key
+from aae_tune.search.summary import SearchSummary, search_description
 from aae_tune.search.tracking import SearchTracker, redact_uri
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 from aae_tune.errors import ConfigError, UntrustedState
 from aae_tune.names import LEASE_FILE, SEARCH_RECORD, SPOOL_FILE, STATE_DIR
-from aae_tune.search.storage import delete_file, list_files, list_folders, read_bytes, write_bytes
+from aae_tune.search.storage_files import delete_file, list_files, list_folders, read_bytes, write_bytes
 
 KEY_ENV = "AAE_TUNE_SIGNING_KEY"  # the key itself (clusters, CI): at least 32 characters
 KEY_FILE_ENV = "AAE_TUNE_KEY_FILE"  # where the per-user key file is (default ~/.config/aae_tune/signing.key)

@@ -19,6 +19,7 @@ from aae_tune.experiments import TABLE1_SAMPLES, reported_metrics
 from aae_tune.safe_yaml import read_yaml_file
 from aae_tune.schema import collect, set_path, suggest, to_dict
 from aae_tune.search.numbers import choice_problems, non_finite_paths, range_problems, too_large_counts
+from aae_tune.search.values import decode_choice, duplicate_texts, encode_choice, is_listed, searched_values
 
 # Names end up in paths (Tune's experiment folder) and MLflow names: no separators, no "..".
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$")
@@ -42,8 +43,9 @@ SPACES_DIR = shipped_spaces_dir()
 @dataclass(frozen=True)
 class ParamSpec:
     """One searched field. uniform/loguniform/quniform/qloguniform: [low, high] (q: step); randint:
-    integers in [low, high); choice: one of ``values`` (scalars, or lists such as lr drop epochs); grid: every
-    one of ``values`` (random searcher only: each grid point runs ``num_samples`` times)."""
+    integers in [low, high); choice: one of ``values`` (scalars, or lists such as lr drop epochs: searched as their
+    texts, ``search.values``); grid: every one of ``values`` (random searcher only: each point runs
+    ``num_samples`` times)."""
 
     distribution: Distribution
     low: float | None = None
@@ -54,7 +56,9 @@ class ParamSpec:
     def check(self) -> list[str]:
         d = self.distribution
         if d in ("choice", "grid"):
-            return choice_problems(d, self.values, self.is_index_choice())
+            same = duplicate_texts(self.values or ())
+            return choice_problems(d, self.values, self.is_listed_choice()) + [
+                f"values: {t!r} names two values (a string spelled like a list); quote it otherwise" for t in same]
         if self.low is None or self.high is None:
             return [f"{d} needs low and high"]
         return range_problems(d, self.low, self.high, self.q)
@@ -67,10 +71,13 @@ class ParamSpec:
             return [int(self.low), int(self.high) - 1]
         return [self.low, self.high]
 
-    def is_index_choice(self) -> bool:
-        """Optuna's categoricals hold scalars only: list-valued choices are searched by index."""
-        listed = self.distribution in ("choice", "grid")
-        return listed and any(isinstance(v, (list, tuple, dict)) for v in self.values or ())
+    def is_listed_choice(self) -> bool:
+        """Optuna's categoricals hold scalars only: a choice with list values is searched by their texts."""
+        return self.distribution in ("choice", "grid") and is_listed(self.values)
+
+    def searched_values(self) -> list[Any]:
+        """What Tune and Optuna draw from for a choice or grid (``search.values``)."""
+        return searched_values(self.values or ())
 
 
 @dataclass(frozen=True)
@@ -172,6 +179,9 @@ class SearchSpace:
         grids = [k for k, p in self.params.items() if p.distribution == "grid"]
         if grids and self.searcher.type != "random":
             errs.append(f"params.{grids[0]}: a grid needs searcher.type: random (Optuna samples, it does not grid)")
+        if not self.params and self.searcher.type != "random":  # Optuna refuses an empty space once Ray runs
+            errs.append(f"searcher.type: {self.searcher.type} has nothing to search (every value is fixed); set "
+                        "searcher.type: random (--set searcher.type=random) to train the fixed configuration")
         if self.scheduler.type == "pbt":
             errs += self._check_pbt()
         return errs
@@ -202,8 +212,14 @@ class SearchSpace:
         return ExperimentConfig.from_dict(data, source=f"search space {self.name!r}")
 
     def decode(self, key: str, value: Any) -> Any:
+        """The value a trial trains with, from what the searcher drew (a listed choice's text)."""
         spec = self.params.get(key)
-        return spec.values[int(value)] if spec is not None and spec.is_index_choice() else value
+        return decode_choice(spec.values, value) if spec is not None and spec.is_listed_choice() else value
+
+    def encode(self, key: str, value: Any) -> Any:
+        """What the searcher draws for a trial's value (read back from MLflow or an Optuna study)."""
+        spec = self.params.get(key)
+        return encode_choice(spec.values, value) if spec is not None and spec.is_listed_choice() else value
 
     def to_dict(self) -> dict[str, Any]:
         return to_dict(self)
@@ -295,7 +311,8 @@ def _check_smoke(space: SearchSpace, problems: list[str]) -> None:
             continue  # reported already
         for i, value in enumerate(spec.extremes()):
             try:
-                space.experiment_config({key: i if spec.is_index_choice() else value}, smoke=True)
+                space.experiment_config({key: spec.searched_values()[i] if spec.is_listed_choice() else value},
+                                        smoke=True)
             except ConfigError as exc:
                 problems.extend(f"params.{key} = {value!r} with --smoke: {p}" for p in exc.problems)
                 break

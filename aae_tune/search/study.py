@@ -14,8 +14,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from aae_tune.mlflow_store import SQLITE_PREFIX, sqlite_path, store_creation_lock
 from aae_tune.search.space import SearchSpace
-from aae_tune.store import SQLITE_PREFIX, sqlite_path, store_creation_lock
 
 STUDY_FILE = "optuna.db"
 SIGNATURE_ATTR = "aae_space_signature"
@@ -77,7 +77,9 @@ def warm_start_points(url: str | None, study_name: str, space: SearchSpace,
     done = [t for t in study.trials if t.state == optuna.trial.TrialState.COMPLETE and t.value is not None]
     if not done:
         problems.append(f"{where}: the study has no finished trial to learn from")
-    return [dict(t.params) for t in done], [float(t.value) for t in done]
+    # a study of a search started before list choices went to Optuna as their texts holds their indices instead
+    points = [{key: space.encode(key, value) for key, value in t.params.items()} for t in done]
+    return points, [float(t.value) for t in done]
 
 
 def open_study(url: str, study_name: str, space: SearchSpace) -> Any:

@@ -23,9 +23,10 @@ from mlflow.tracking import MlflowClient
 from mlflow.utils.mlflow_tags import MLFLOW_RUN_NOTE
 
 from aae_tune.experiments import VALIDATION_METRICS
+from aae_tune.mlflow_store import mlflow_client
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ORPHANS, TAG_ROLE, TAG_SEARCH, TAG_STOP_REASON, TAG_TRIAL
 from aae_tune.search.lineage import TAG_CODE_RESUMED, TAG_CODE_VERSION, DataLineage, resumed_code_tags
-from aae_tune.store import mlflow_client
+from aae_tune.search.scoring import CHECKPOINT_SCORE
 
 logger = logging.getLogger("aae_tune.tracking")
 
@@ -34,6 +35,7 @@ TUNE_KEYS = {
     "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "time_since_restore",
     "iterations_since_restore", "timesteps_total", "episodes_total", "pid", "done", "trial_id",
     "checkpoint_dir_name", "should_checkpoint",
+    CHECKPOINT_SCORE,  # Tune's ranking of the trial's checkpoints: the epoch's score again, or -inf
 }
 SCORED_METRICS = {m for metrics in VALIDATION_METRICS.values() for m in metrics}  # the scorer's, not the trainer's
 MAX_PARAM_LEN = 6000
@@ -61,7 +63,8 @@ def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:
     """The finite numeric model metrics of a Tune result (Tune's bookkeeping keys and flags dropped). Validation
     scores carried over from an earlier epoch (``evaluation.every_epochs`` > 1: Tune's schedulers need a score
-    every epoch) are dropped too, so an MLflow history holds each score at the epoch it was computed."""
+    every epoch) are dropped too, so an MLflow history holds each score at the epoch it was computed. The running
+    score (``best_<metric>``, ``best_epoch``) is logged every epoch: it is defined at each one."""
     carried = result.get("valid_epoch", result.get("epoch")) != result.get("epoch")
     skip = TUNE_KEYS | {"valid_epoch"} | (SCORED_METRICS if carried else set())
     return {k: float(v) for k, v in result.items() if k not in skip and isinstance(v, (int, float))

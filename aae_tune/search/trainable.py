@@ -9,7 +9,8 @@ read (a truncated or corrupt ``trainer.pt``), from the trial's newest earlier ch
 The score a search optimises is the space's validation metric (aae_tune.evaluate.scores): for the likelihood
 experiment a Parzen estimate on validation images only (sigma chosen on a second validation slice), for the
 others the paper's classification / clustering / component / reconstruction figure on validation images. Test data
-never enters a trial.
+never enters a trial. Besides the epoch's value, every report carries the trial's running score (``best_<metric>``,
+``best_epoch``: ``search.scoring``), which every checkpoint saves, so a restored trial goes on from it.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ from aae_tune.errors import CheckpointError, TrainingDiverged
 from aae_tune.evaluate.scores import validation_scores
 from aae_tune.model.io import resolve_device, save_model_files
 from aae_tune.names import DIVERGED_FILE
+from aae_tune.search.scoring import CHECKPOINT_SCORE, SCORE_FILE, RunningBest, worst
 from aae_tune.search.space import SearchSpace
 from aae_tune.train import Trainer
 
@@ -76,12 +78,14 @@ def aae_trainable(config: dict[str, Any], settings: TrialSettings, data: SplitDa
     cfg = trial_config(settings, config)
     trainer = Trainer(cfg, data, device=resolve_device(None))  # CUDA iff Ray gave this trial a GPU
     checkpoint = tune.get_checkpoint()
+    best = RunningBest(settings.space.metric, settings.space.mode)
     if checkpoint is not None:
-        restore_trainer(trainer, checkpoint, trial_folder=Path(tune.get_context().get_trial_dir()).name)
+        folder = Path(tune.get_context().get_trial_dir()).name
+        best = restored_best(restore_trainer(trainer, checkpoint, trial_folder=folder), folder, settings.space)
     try:
-        train_and_report(trainer, data, settings)
+        train_and_report(trainer, data, settings, best)
     except TrainingDiverged as exc:
-        report_divergence(exc, settings)
+        report_divergence(exc, settings, best)
         raise
 
 
@@ -143,6 +147,40 @@ def earlier_checkpoints(checkpoint: tune.Checkpoint, trial_folder: str | None) -
     return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for _, path in older]
 
 
+def restored_best(checkpoint: tune.Checkpoint, trial_folder: str | None, space: SearchSpace) -> RunningBest:
+    """The trial's running score at the checkpoint it resumes from. From its own checkpoint: the score saved in it.
+    From another trial's (a PBT member that copied a better one): the score is this trial's own, over the epochs it
+    reported itself, so it comes from this trial's newest checkpoint instead. Empty when none holds one (a
+    checkpoint written before scores were saved): the score then starts again at the next scored epoch."""
+    parent, _, _ = checkpoint.path.rstrip("/").rpartition("/")
+    root, _, folder = parent.rpartition("/")
+    own = trial_folder is None or folder == trial_folder
+    mine = [checkpoint] if own else trial_checkpoints(checkpoint.filesystem, f"{root}/{trial_folder}")
+    for candidate in mine:
+        saved = read_best(candidate, space)
+        if saved is not None:
+            return saved
+    return RunningBest(space.metric, space.mode)
+
+
+def read_best(checkpoint: tune.Checkpoint, space: SearchSpace) -> RunningBest | None:
+    """The score file alone, read on the checkpoint's own filesystem (no download of the whole checkpoint)."""
+    try:
+        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path.rstrip('/')}/{SCORE_FILE}") as f:
+            text = f.read().decode()
+    except (OSError, ValueError):  # absent (an older checkpoint) or unreadable: no saved score
+        return None
+    return RunningBest.from_json(text, space.metric, space.mode)
+
+
+def trial_checkpoints(filesystem: pafs.FileSystem, folder: str) -> list[tune.Checkpoint]:
+    """The numbered checkpoints of a trial's folder, newest first."""
+    entries = filesystem.get_file_info(pafs.FileSelector(folder, allow_not_found=True))
+    numbered = [(checkpoint_index(e.base_name), e.path) for e in entries if e.type == pafs.FileType.Directory]
+    newest = sorted(((i, path) for i, path in numbered if i is not None), reverse=True)
+    return [tune.Checkpoint(path, filesystem=filesystem) for _, path in newest]
+
+
 def checkpoint_index(folder_name: str) -> int | None:
     match = CHECKPOINT_FOLDER.fullmatch(folder_name)
     return int(match.group(1)) if match else None
@@ -159,28 +197,39 @@ def one_line(exc: BaseException) -> str:
     return " ".join(str(exc).split())  # torch's reasons can span lines; the error lists one checkpoint per line
 
 
-def report_divergence(exc: TrainingDiverged, settings: TrialSettings) -> None:
+def report_divergence(exc: TrainingDiverged, settings: TrialSettings, best: RunningBest | None = None) -> None:
     """Leave a checkpoint that says "diverged" before failing, so that Tune's retries (FailureConfig) stop at once.
     Its score is the worst possible, so it is never a trial's best checkpoint; it carries no "epoch", so ASHA
-    ignores it."""
+    ignores it. The trial's running score stays what its scored epochs reached."""
     space = settings.space
-    worst = -math.inf if space.mode == "max" else math.inf
+    low = worst(space.mode)
+    best = best or RunningBest(space.metric, space.mode)
     with tempfile.TemporaryDirectory(prefix="aae_diverged_") as directory:
         (Path(directory) / DIVERGED_FILE).write_text(str(exc))
-        tune.report({space.metric: worst, "diverged": 1.0}, checkpoint=tune.Checkpoint.from_directory(directory))
+        tune.report({space.metric: low, CHECKPOINT_SCORE: low, "diverged": 1.0, **best.result()},
+                    checkpoint=tune.Checkpoint.from_directory(directory))
 
 
-def train_and_report(trainer: Trainer, data: SplitData, settings: TrialSettings) -> None:
-    cfg = trainer.cfg
-    every = settings.space.evaluation.every_epochs
+def train_and_report(trainer: Trainer, data: SplitData, settings: TrialSettings,
+                     best: RunningBest | None = None) -> None:
+    cfg, space = trainer.cfg, settings.space
+    every = space.evaluation.every_epochs
+    best = best if best is not None else RunningBest(space.metric, space.mode)
     last_score: dict[str, float] = {}
     while trainer.epoch < cfg.epochs:
         metrics = trainer.train_epoch()
-        if trainer.epoch % every == 0 or trainer.epoch == cfg.epochs or not last_score:
+        scored = trainer.epoch % every == 0 or trainer.epoch == cfg.epochs or not last_score
+        if scored:
             last_score = validation_metrics(trainer, data, settings) | {"valid_epoch": trainer.epoch}
+        own = scored or space.metric in metrics  # the trainer's own metrics (valid_recon_loss) come every epoch
         # node_id makes placement visible (which Ray node ran which epoch); the driver records it as a tag.
         metrics.update(last_score, epoch=trainer.epoch, node_id=ray.get_runtime_context().get_node_id())
+        if own:
+            best.update(metrics[space.metric], trainer.epoch)
+        # a carried score ranks its checkpoint last: the best checkpoint is one whose own weights were scored
+        metrics.update(best.result(), **{CHECKPOINT_SCORE: metrics[space.metric] if own else worst(space.mode)})
         with tempfile.TemporaryDirectory(prefix="aae_ckpt_") as directory:
             trainer.save(directory)
             save_model_files(trainer.model, directory)  # the safe model files, for MLflow and sampling
+            (Path(directory) / SCORE_FILE).write_text(best.to_json())
             tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(directory))

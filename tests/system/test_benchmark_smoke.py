@@ -6,7 +6,7 @@ import os
 import subprocess
 import sys
 
-from aae_tune.store import mlflow_client
+from aae_tune.mlflow_store import mlflow_client
 from tests.helpers import REPO_ROOT, SHARED_MNIST, search_runs
 
 

@@ -1,6 +1,6 @@
 """A truncated latest checkpoint, really injected: the trial's worker is SIGKILLed, the newer checkpoints in the
 storage folder are cut off half-way, and Tune restores the trial from one of them. The trial falls back to its
-intact earlier checkpoint and finishes in the same MLflow run, each epoch logged once (RELIABILITY.md)."""
+intact earlier checkpoint and finishes in the same MLflow run, each epoch logged once (docs/4-reliability.md)."""
 
 import os
 import re

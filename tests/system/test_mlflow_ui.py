@@ -12,10 +12,12 @@ from aae_tune.cluster import browser
 from aae_tune.cluster import local as lc
 from aae_tune.figures.sets import samples_png
 from aae_tune.model.registry import build_model
+from aae_tune.search.lineage import code_version
 from aae_tune.search.tracking import SearchTracker
 
 SEARCH = "ui-search"
 TRIALS = ["aae_trainable_ui000_1", "aae_trainable_ui000_2"]
+CODE = code_version()  # this checkout's commit (CI runs a clean clone), or the version alone elsewhere
 
 pytestmark = pytest.mark.skipif(browser.chromium_path() is None,
                                 reason="chromium not installed (apt-get install chromium; .ci/run does it)")
@@ -40,6 +42,7 @@ def recorded_search(server, tmp_path_factory):
     from aae_tune.config import SMOKE_OVERRIDES, ExperimentConfig
 
     tracker = SearchTracker(server, "aae-likelihood_mnist", SEARCH)
+    tracker.record_code(CODE, resume=False)
     tracker.log_params(tracker.parent_run_id, {"num_samples": len(TRIALS), "space": "likelihood_mnist"})
     model = build_model(ExperimentConfig.from_dict({**SMOKE_OVERRIDES, "code_dim": 2}), 784)
     runs = {}
@@ -103,3 +106,15 @@ def test_trial_artifact_page_shows_the_sample_grid(recorded_search, server):
     assert "figures/samples.png" in browser.visible_text(dom)
     # The image itself is rendered: an <img> whose source the app fetched from the server.
     assert 'alt="figures/samples.png" src="blob:' in dom, browser.visible_text(dom)[:2000]
+
+
+def test_parent_run_page_shows_the_source_and_its_commit(recorded_search, server):
+    """MLflow's "Source" field names the entry point and, from a git checkout, the commit beside it."""
+    tracker, _ = recorded_search
+    url = browser.run_url(server, tracker.experiment_id, tracker.parent_run_id)
+    text = browser.rendered_text(url, ["Source"])
+    source = text[text.index("Source"):][:200]
+    assert "aae_tune.search" in source, source
+    commit = CODE.get("mlflow.source.git.commit")
+    if commit:
+        assert commit[:7] in source, source

@@ -11,6 +11,7 @@ from pathlib import Path
 import matplotlib.image
 import mlflow
 import numpy as np
+import optuna
 import pytest
 import torch
 
@@ -67,6 +68,35 @@ def test_smoke_search_records_everything(smoke_search, capsys):
     assert len(best) == 1  # top_k = 1 got the Table 1 protocol
 
 
+def test_one_score_per_trial_everywhere(smoke_search):
+    """A trial's score is the best validation value over its epochs and the epoch that reached it: the trial run's
+    running ``best_valid_parzen_ll`` / ``best_epoch``, Optuna's value for the trial, the parent run's
+    ``best_trial_*`` figures and the summary's words all give it; list choices are values, not indices."""
+    root, _ = smoke_search
+    client, parents, trials = runs_by_role(root, "smoke")
+    scores = {}
+    for trial in trials:
+        history = client.get_metric_history(trial.info.run_id, "valid_parzen_ll")
+        peak = max(history, key=lambda m: (m.value, -m.step))
+        metrics = trial.data.metrics
+        assert metrics["best_valid_parzen_ll"] == peak.value and metrics["best_epoch"] == peak.step
+        assert trial.data.params["optim.reconstruction.drop_epochs"] in {"[]", "[10]", "[15]", "[50]"}
+        scores[trial.info.run_id] = peak
+    study = optuna.load_study(study_name="smoke", storage=f"sqlite:///{root}/optuna.db")
+    assert sorted(t.value for t in study.trials) == sorted(m.value for m in scores.values())
+    assert {t.params["optim.reconstruction.drop_epochs"] for t in study.trials} <= {"[]", "[10]", "[15]", "[50]"}
+    best_run = max(scores, key=lambda r: scores[r].value)
+    parent = client.get_run(parents[0].info.run_id).data.metrics
+    assert parent["best_trial_valid_parzen_ll"] == scores[best_run].value
+    assert parent["best_trial_epoch"] == scores[best_run].step
+    assert parent["best_trial_test_parzen_ll"] == client.get_run(best_run).data.metrics["test_parzen_ll"]
+    assert not any(k.startswith("best_test") for k in parent) and "best_valid_parzen_ll" not in parent
+    record = json.loads((root / "ray_results" / "smoke" / "aae_search.json").read_text())
+    assert (f"(MLflow run {best_run}): valid_parzen_ll = {scores[best_run].value:.2f}, best of 2 epochs, reached "
+            f"at epoch {scores[best_run].step}") in record["summary"], record["summary"]
+    assert "searched values: " in record["summary"] and "config: {" not in record["summary"]
+
+
 def test_search_records_its_data_and_describes_itself(smoke_search):
     """Lineage (one dataset input per split on every run, data tags), the model-training experiment kind, the
     parent's description, and a described registered version behind the ``champion`` alias."""
@@ -103,7 +133,7 @@ def test_parent_run_carries_the_search_report(smoke_search, tmp_path):
         image = matplotlib.image.imread(local / f"{name}.png")
         assert (local / f"{name}.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and image.shape[0] > 100
     table = json.loads((local / "trials.json").read_text())
-    assert len(table["data"]) == N_TRIALS and "best_valid" in table["columns"]
+    assert len(table["data"]) == N_TRIALS and {"best_valid", "best_epoch"} <= set(table["columns"])
     mlflow.set_tracking_uri(tracking(root))
     mlflow.set_experiment("aae-likelihood_mnist")  # load_table looks in the active experiment
     loaded = mlflow.load_table("report/trials.json", run_ids=[parent])
@@ -251,9 +281,12 @@ def test_pbt_copies_the_best_members_and_records_each_schedule(tmp_path, ray_ses
     exploits = [json.loads(line) for line in Path(log).read_text().splitlines()]
     assert len(exploits) == 2  # one bottom member per round (ceil(3 x 0.25)), rounds after epochs 1 and 2
     for trial in trials:
-        steps = [m.step for m in client.get_metric_history(trial.info.run_id, "valid_parzen_ll")]
-        assert steps == [1, 2, 3], (trial.info.run_name, steps)
+        history = client.get_metric_history(trial.info.run_id, "valid_parzen_ll")
+        assert [m.step for m in history] == [1, 2, 3], (trial.info.run_name, history)
         assert len(client.get_metric_history(trial.info.run_id, "lr_adversarial")) == 3
+        # a member that continued from another's checkpoint keeps its own running score: over the epochs it reported
+        running = [max(m.value for m in history[:i]) for i in range(1, 4)]
+        assert [m.value for m in client.get_metric_history(trial.info.run_id, "best_valid_parzen_ll")] == running
     copied = [t for t in trials if "aae_config_now" in t.data.tags]
     assert copied, "no trial run records a mutated config"
     for trial in copied:

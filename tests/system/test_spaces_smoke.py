@@ -44,7 +44,8 @@ def test_space_smoke_search(name, tmp_path, ray_session, svhn_dir):
     trial, parent = trials[0], parents[0]
     assert space.metric in trial.data.metrics
     test_metric = "test_" + space.metric.removeprefix("valid_")
-    assert test_metric in trial.data.metrics and f"best_{test_metric}" in parent.data.metrics
+    assert test_metric in trial.data.metrics and f"best_trial_{test_metric}" in parent.data.metrics
+    assert parent.data.metrics[f"best_trial_{space.metric}"] == trial.data.metrics[f"best_{space.metric}"]
     model = space.experiment_config().model
     figures = {a.path.removeprefix("figures/") for a in client.list_artifacts(trial.info.run_id, "figures")}
     assert {"samples.png", "latent.png"} | FIGURES.get(model, set()) <= figures

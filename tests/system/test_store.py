@@ -8,7 +8,7 @@ from tests.helpers import REPO_ROOT
 
 OPEN_AND_LIST = (
     "import sys\n"
-    "from aae_tune.store import mlflow_client\n"
+    "from aae_tune.mlflow_store import mlflow_client\n"
     "client = mlflow_client(sys.argv[1], registry=True)\n"
     "print(len(client.search_experiments()), len(client.search_registered_models()))\n"
 )

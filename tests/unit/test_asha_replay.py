@@ -47,6 +47,14 @@ def test_minimised_metrics_and_short_curves():
     assert asha_replay.replay(trials(*low), None, "score", "min", target=1.0) == 4
 
 
+def test_asha_ranks_a_rung_by_the_running_score_as_the_search_does():
+    # rung at epoch 2 (grace 2, factor 2, max_t 4): D peaked at 6.0 then fell to 1.0, E holds 3.0. By the running
+    # score (the best so far: the search's best_<metric>) D keeps 6.0 and E stops at the rung (4 trial-epochs), so
+    # D reaches 7.0 as the 6th; ranked by the epoch's own value (1.0 against 3.0) both would train on, 7 spent
+    D, E = [6.0, 1.0, 1.0, 7.0], [3.0, 3.0, 3.0, 3.0]
+    assert asha_replay.replay(trials(D, E), scheduler("g2-rf2"), "score", "max", target=7.0) == 6
+
+
 @pytest.mark.parametrize("bad", ["g1", "rf2-g1", "gx-rf2", "g1-r2"])
 def test_a_setting_it_cannot_read_is_one_clear_error(bad):
     with pytest.raises(SystemExit, match="write g<grace>-rf<factor>"):

@@ -1,4 +1,4 @@
-"""Fuzzing the pre-flight as a test (issue 24, item 7; RELIABILITY.md, "Bad input").
+"""Fuzzing the pre-flight as a test (issue 24, item 7; docs/4-reliability.md, "Bad input").
 
 Hypothesis derives space files from the shipped ones by mutation (keys deleted or renamed, values of the wrong type,
 NaN, infinite, huge or negative, swapped bounds, aliases and alias bombs, deep nesting, unknown distributions and

@@ -30,7 +30,7 @@ def test_bf16_multiplies_in_bf16_but_keeps_weights_and_validation_in_fp32(small_
     with MatmulDtypes() as step:
         trainer.train_epoch()
     with MatmulDtypes() as scoring:
-        trainer.evaluate()
+        trainer.validation_recon_loss()
     assert step.seen[torch.bfloat16] > 0 and scoring.seen == Counter({torch.float32: scoring.seen.total()})
     assert step.seen[torch.float32] == scoring.seen.total()  # fp32 only in the epoch's own validation score
     assert all(p.dtype == torch.float32 for p in trainer.model.parameters())
@@ -64,7 +64,7 @@ def test_bf16_trains_every_variant_like_fp32_and_reproducibly(small_mnist, tiny_
     scores = {}
     for precision in ("fp32", "bf16", "bf16"):
         trainer = train(cfg.replace(precision=precision), small_mnist)
-        scores.setdefault(precision, []).append(trainer.evaluate()["valid_recon_loss"])
+        scores.setdefault(precision, []).append(trainer.validation_recon_loss()["valid_recon_loss"])
     (fp32,), (bf16, again) = scores["fp32"], scores["bf16"]
     assert bf16 == again
     assert bf16 == pytest.approx(fp32, rel=0.03), scores

@@ -1,4 +1,5 @@
-"""The pre-flight's checks of seeds, trial resources and where a search writes (aae_tune.search.resources, .stores)."""
+"""The pre-flight's checks of seeds, trial resources and where a search writes (search.resources and
+.destination_checks)."""
 
 import json
 import os
@@ -7,9 +8,9 @@ import optuna
 import pytest
 import ray
 
+from aae_tune.mlflow_store import mlflow_client
+from aae_tune.search.destination_checks import check_search_folder, check_store_files, sqlite_file_problem
 from aae_tune.search.resources import check_pending_timeout, check_seed, check_trial_resources, local_gpu_count
-from aae_tune.search.stores import check_search_folder, check_store_files, sqlite_file_problem
-from aae_tune.store import mlflow_client
 
 
 def problems_of(check, *args) -> list[str]:

@@ -1,13 +1,26 @@
-"""First two moments and shapes of every prior, against values derived independently of the samplers."""
+"""First two moments and shapes of every prior, against values derived independently of the samplers; the prior
+registry (PRIOR_SPECS) read alike by the config check and the model."""
 
+import inspect
 import math
+from dataclasses import fields
+from typing import get_args
 
 import numpy as np
 import pytest
 import torch
 
-from aae_tune.config import PriorConfig
-from aae_tune.model.priors import CategoricalPrior, GaussianPrior, MixturePrior, SwissRollPrior, build_prior
+from aae_tune.config import PRIOR_PARAMS, ExperimentConfig, PriorConfig
+from aae_tune.errors import ConfigError
+from aae_tune.experiments import PRIOR_SPECS, PriorKind
+from aae_tune.model.priors import (
+    SAMPLERS,
+    CategoricalPrior,
+    GaussianPrior,
+    MixturePrior,
+    SwissRollPrior,
+    build_prior,
+)
 
 N = 200_000
 
@@ -86,3 +99,69 @@ def test_build_prior_from_config(kind, dim):
     prior = build_prior(PriorConfig(kind=kind), code_dim=dim)
     assert prior.dim == dim
     assert prior.sample(7, gen()).z.shape == (7, dim)
+
+
+# The prior registry: every kind is declared once (aae_tune.experiments.PRIOR_SPECS, torch-free) and read by both
+# the config check and build_prior.
+
+
+def fitting_code_dim(kind: str) -> int:
+    dim = PRIOR_SPECS[kind].dim
+    return 8 if dim == "any" else PriorConfig().num_components if dim == "components" else dim
+
+
+def test_config_and_model_know_the_same_prior_kinds():
+    assert set(PRIOR_SPECS) == set(get_args(PriorKind)) == set(SAMPLERS)
+    assert set(PRIOR_PARAMS) == {f.name for f in fields(PriorConfig)} - {"kind"}
+
+
+@pytest.mark.parametrize("kind", sorted(PRIOR_SPECS))
+def test_every_declared_kind_constructs_and_samples(kind):
+    dim = fitting_code_dim(kind)
+    prior = build_prior(PriorConfig(kind=kind), code_dim=dim)
+    s = prior.sample(5, gen())
+    assert prior.dim == dim and s.z.shape == (5, dim)
+    spec = PRIOR_SPECS[kind]
+    assert (s.component is not None) == spec.has_components == (prior.num_components > 0)
+    if spec.categorical:
+        assert torch.all(s.z.sum(1) == 1)
+
+
+@pytest.mark.parametrize("kind", sorted(PRIOR_SPECS))
+def test_the_sampler_takes_the_declared_parameters_in_their_order(kind):
+    """build_prior passes the declared PriorConfig fields positionally: the sampler's own defaults, argument by
+    argument, are the config's defaults of those fields (distinct values, so a swapped order shows)."""
+    spec = PRIOR_SPECS[kind]
+    args = list(inspect.signature(SAMPLERS[kind]).parameters.values())[1 if spec.dim == "any" else 0:]
+    assert [a.default for a in args] == [getattr(PriorConfig(), name) for name in spec.params]
+
+
+@pytest.mark.parametrize("kind", sorted(PRIOR_SPECS))
+@pytest.mark.parametrize("code_dim", [1, 2, 3, 8, 10])
+def test_the_config_check_and_the_model_agree_on_the_code_dimension(kind, code_dim):
+    cfg = ExperimentConfig(code_dim=code_dim, prior=PriorConfig(kind=kind))  # likelihood: every prior kind
+    refused = [e for e in cfg.check() if e.startswith("code_dim")]
+    try:
+        build_prior(cfg.prior, code_dim)
+        built = []
+    except ConfigError as exc:
+        built = exc.problems
+    assert refused == built and len(refused) <= 1
+
+
+@pytest.mark.parametrize("kind", [k for k, spec in PRIOR_SPECS.items() if spec.dim == 2])
+def test_a_2d_prior_with_another_code_dim_is_one_clear_error(kind):
+    message = f"code_dim: the {kind} prior is 2-D, so code_dim must be 2, got 8"
+    with pytest.raises(ConfigError) as err:
+        ExperimentConfig.from_dict({"prior": {"kind": kind}, "code_dim": 8})
+    assert err.value.problems == [message]
+    with pytest.raises(ConfigError) as err:
+        build_prior(PriorConfig(kind=kind), code_dim=8)
+    assert err.value.problems == [message]
+
+
+@pytest.mark.parametrize("name, bound", sorted(PRIOR_PARAMS.items()))
+def test_each_declared_parameter_is_checked_against_its_range(name, bound):
+    edge = {"> 0": 0, ">= 0": -0.01, ">= 1": 0}[bound]
+    assert PriorConfig(**{name: edge}).check() == [f"{name}: must be {bound}, got {edge}"]
+    assert PriorConfig(**{name: float("nan")}).check() == [f"{name}: must be {bound}, got nan"]

@@ -1,9 +1,10 @@
 """The search report's arithmetic and the compact table's column names."""
 
 from aae_tune.search.driver import short_name
-from aae_tune.search.finalize import SearchSummary, TrialRow
 from aae_tune.search.report import asha_rungs, best_so_far, optuna_distribution, study_of
+from aae_tune.search.results import TrialRow
 from aae_tune.search.space import ParamSpec, load_space
+from aae_tune.search.summary import SearchSummary
 
 
 def test_best_so_far_follows_report_time_not_list_order():

@@ -13,7 +13,7 @@ def test_every_shipped_space_loads_and_samples(name):
     # each edge of each searched range gives a valid experiment config, in normal and smoke mode
     for key, spec in space.params.items():
         for i, value in enumerate(spec.extremes()):
-            sampled = {key: i if spec.is_index_choice() else value}
+            sampled = {key: spec.searched_values()[i] if spec.is_listed_choice() else value}
             assert space.experiment_config(sampled).to_dict()
             assert space.experiment_config(sampled, smoke=True).net.hidden != (1000, 1000)
 
@@ -28,11 +28,22 @@ def test_likelihood_space_follows_appendix_a1():
     assert space.metric == "valid_parzen_ll" and space.mode == "max"
 
 
-def test_list_valued_choices_are_searched_by_index():
+def test_list_valued_choices_are_searched_by_their_text():
+    """The searcher draws "[10]" (what Tune's table, MLflow and Optuna then show), the trial trains with [10]; an
+    index drawn by a search started before texts (or logged by one) still reads back."""
     space = load_space("likelihood_mnist")
-    spec = space.params["optim.reconstruction.drop_epochs"]
-    assert spec.is_index_choice()
-    assert space.experiment_config({"optim.reconstruction.drop_epochs": 1}).optim.reconstruction.drop_epochs == (10,)
+    key = "optim.reconstruction.drop_epochs"
+    spec = space.params[key]
+    assert spec.is_listed_choice() and spec.searched_values() == ["[]", "[10]", "[15]", "[50]"]
+    assert space.experiment_config({key: "[10]"}).optim.reconstruction.drop_epochs == (10,)
+    assert space.decode(key, "[50]") == [50] and space.decode(key, 1) == [10]  # 1: an older search's index
+    assert space.encode(key, [50]) == "[50]" and space.encode(key, 3) == "[50]" and space.encode(key, "[]") == "[]"
+    assert space.decode("code_dim", 8) == 8 and space.encode("code_dim", 8) == 8  # scalars pass as they are
+
+
+def test_a_string_spelled_like_a_listed_value_is_refused():
+    with pytest.raises(ConfigError, match="names two values"):
+        load_space("likelihood_mnist", [("params.optim.reconstruction.drop_epochs.values", [[10], "[10]"])])
 
 
 BAD_FILE = """
@@ -142,7 +153,7 @@ def test_pbt_mutations_stay_inside_the_space():
 
     space = load_space("likelihood_mnist", [("scheduler.type", "pbt"), ("searcher.type", "random")])
     mutable = space.pbt_mutations()
-    assert pbt_mutation(mutable["optim.reconstruction.drop_epochs"]) == [0, 1, 2, 3]  # list-valued: by index
+    assert pbt_mutation(mutable["optim.reconstruction.drop_epochs"]) == ["[]", "[10]", "[15]", "[50]"]  # as text
     assert pbt_mutation(mutable["recon_cost"]) == ["squared", "bce"]
     lr = mutable["optim.reconstruction.lr"]
     clipped = clip_to_ranges({"optim.reconstruction.lr": lr.high * 1.2, "optim.adversarial.lr": 0.0}, mutable)
@@ -177,3 +188,10 @@ def test_tpe_options_reach_optunas_sampler(tmp_path):
     plain = sampler(**{"searcher.multivariate": False, "searcher.constant_liar": False})
     assert (plain._multivariate, plain._constant_liar) == (False, False)  # Optuna's defaults, the typed defaults
     assert load_space("semisupervised_mnist_100").searcher.multivariate is False
+
+
+def test_an_optuna_search_with_every_value_fixed_is_refused_before_ray_starts():
+    """Optuna refuses an empty space only once Ray runs (an error deep in Tune): say it first, with the fix."""
+    with pytest.raises(ConfigError, match=r"nothing to search.*--set searcher.type=random"):
+        load_space("likelihood_mnist", [("params", {})])
+    assert not load_space("likelihood_mnist", [("params", {}), ("searcher.type", "random")]).params

@@ -31,13 +31,18 @@ def git_checkout(root: Path) -> str:
 
 def test_code_version_names_the_commit_of_a_checkout_and_only_of_its_own(tmp_path):
     commit = git_checkout(tmp_path / "repo")
-    assert code_version(tmp_path / "repo") == {TAG_CODE_VERSION: f"{__version__}+g{commit[:7]}",
-                                               "mlflow.source.git.commit": commit}
+    tags = code_version(tmp_path / "repo")
+    assert {k: tags[k] for k in (TAG_CODE_VERSION, "mlflow.source.git.commit")} == {
+        TAG_CODE_VERSION: f"{__version__}+g{commit[:7]}", "mlflow.source.git.commit": commit}
+    # MLflow's run page shows "Source" (and the commit beside it) only with a source name and type
+    assert tags["mlflow.source.name"] == "aae_tune.search" and tags["mlflow.source.type"] == "LOCAL"
     (tmp_path / "repo" / "tracked.py").write_text("x = 2\n")  # an uncommitted change to a tracked file
     assert code_version(tmp_path / "repo")[TAG_CODE_VERSION] == f"{__version__}+g{commit[:7]}.dirty"
     (tmp_path / "repo" / "site-packages").mkdir()  # installed inside some other repository: not its commit
-    assert code_version(tmp_path / "repo" / "site-packages") == {TAG_CODE_VERSION: __version__}
-    assert code_version(tmp_path) == {TAG_CODE_VERSION: __version__}  # no repository at all
+    for elsewhere in (tmp_path / "repo" / "site-packages", tmp_path):  # the latter: no repository at all
+        tags = code_version(elsewhere)
+        assert tags[TAG_CODE_VERSION] == __version__ and "mlflow.source.git.commit" not in tags
+        assert tags["mlflow.source.name"] == "aae_tune.search"
 
 
 def test_a_search_resumed_under_other_code_records_every_version(tmp_path):

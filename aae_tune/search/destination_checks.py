@@ -13,8 +13,8 @@ import os
 import sqlite3
 from pathlib import Path
 
-from aae_tune.search.storage import is_uri
-from aae_tune.store import sqlite_path
+from aae_tune.mlflow_store import sqlite_path
+from aae_tune.search.storage_files import is_uri
 
 SQLITE_HEADER = b"SQLite format 3\x00"
 # Tables that say whose database a SQLite file is (both tools also keep an ``alembic_version`` table)
