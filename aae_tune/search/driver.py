@@ -14,7 +14,7 @@ import numpy as np
 import ray
 from optuna.samplers import TPESampler
 from ray import tune
-from ray.tune.schedulers import ASHAScheduler, FIFOScheduler, PopulationBasedTraining, TrialScheduler
+from ray.tune.schedulers import FIFOScheduler, PopulationBasedTraining, TrialScheduler
 from ray.tune.search import BasicVariantGenerator, ConcurrencyLimiter
 from ray.tune.search.optuna import OptunaSearch
 
@@ -22,6 +22,7 @@ from aae_tune.data import load_dataset
 from aae_tune.data.splits import DataSplits, SplitData
 from aae_tune.errors import ConfigError
 from aae_tune.names import SPOOL_FILE
+from aae_tune.search.asha import ResumableASHA
 from aae_tune.search.callback import MlflowTrialCallback
 from aae_tune.search.capacity import check_capacity
 from aae_tune.search.guard import SearchGuard
@@ -121,7 +122,8 @@ def make_scheduler(request: SearchRequest):
         )
     # ASHA ranks a rung by TuneConfig's metric: the running score, what a trial stopped there keeps as its score
     # (scoring.tune_metric; benchmarks/asha_replay.py replays the same)
-    return ASHAScheduler(
+    return ResumableASHA(
+        request.experiment_dir,  # its rungs are kept there, signed, for --resume (search/asha.py)
         time_attr="epoch", max_t=request.max_epochs,
         grace_period=min(sched.grace_period, request.max_epochs), reduction_factor=sched.reduction_factor,
     )

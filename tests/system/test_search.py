@@ -16,10 +16,13 @@ import pytest
 import torch
 
 from aae_tune.errors import ConfigError
+from aae_tune.names import TAG_TRIAL
 from aae_tune.search import cli as search
 from aae_tune.search import run as run_search_api
 from aae_tune.search.api import make_request
+from aae_tune.search.asha import RUNGS_FILE
 from aae_tune.search.lineage import TAG_CODE_RESUMED, TAG_CODE_VERSION, code_version
+from aae_tune.search.signing import load_verified, signing_key
 from tests.helpers import LIKELIHOOD_FIGURES, REPO_ROOT, search_runs
 
 N_TRIALS = 3
@@ -227,6 +230,9 @@ def test_interrupt_during_the_last_trial_then_resume(tmp_path):
     assert "was interrupted" in log.read_text()
     _, parents, trials = runs_by_role(tmp_path, "interrupted")
     assert parents[0].info.status != "FINISHED"
+    search_dir = str(tmp_path / "ray_results" / "interrupted")
+    done_first = [t.data.tags[TAG_TRIAL] for t in trials if t.data.tags.get("stop_reason") == "completed"]
+    assert rung_trials(search_dir) == set(done_first) and done_first  # ASHA's rungs, signed with Tune's state
     assert not any("early" in t.data.tags.get("stop_reason", "") for t in trials)
     with pytest.raises(ConfigError, match="that search has not finished .* --resume --name interrupted"):
         make_request("likelihood_mnist", train_best="interrupted", tracking_uri=tracking(tmp_path))
@@ -242,6 +248,14 @@ def test_interrupt_during_the_last_trial_then_resume(tmp_path):
         steps = [m.step for m in client.get_metric_history(trial.info.run_id, "recon_loss")]
         assert steps == [1, 2, 3, 4], steps
         assert trial.data.tags["stop_reason"] == "completed"
+    # the resumed ASHA started from the saved rungs (Tune rebuilds it empty) and recorded the second trial beside them
+    assert rung_trials(search_dir) == {t.data.tags[TAG_TRIAL] for t in trials}
+
+
+def rung_trials(search_dir: str) -> set[str]:
+    """The trials recorded in ASHA's rungs in the search's newest signed state."""
+    saved = load_verified(search_dir, signing_key()).read(RUNGS_FILE)
+    return {trial for bracket in json.loads(saved or b"[]") for _, records in bracket for trial in records}
 
 
 def test_random_search_honours_max_concurrent(tmp_path, ray_session):

@@ -1,0 +1,110 @@
+"""ASHA whose rungs survive ``--resume``.
+
+Tune restores a search's trials and its searcher on resume, but rebuilds the scheduler from the tuner as it was
+first pickled: ASHA came back with empty rungs (Tune's table printed "Bracket: Iter 10.000: None | ..."), so every
+trial passed the rungs it reached after a resume until new records had piled up, and the trials ASHA was meant to
+stop trained on. ``ResumableASHA`` writes its rung records (milestone -> trial id -> score) as JSON into Tune's
+staging folder whenever they change: they are signed and uploaded with Tune's own state at its next experiment
+checkpoint (``SearchGuard.get_state``). After a resume it reads them back from the search folder, which the
+pre-flight has verified by then, before its first decision.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from ray.tune.schedulers import ASHAScheduler
+
+from aae_tune.search.storage_files import read_text
+
+RUNGS_FILE = "asha_rungs.json"
+MAX_RUNGS_BYTES = 16 << 20  # a record is ~40 bytes: room for 100,000 trials at several rungs
+logger = logging.getLogger("aae_tune.asha")
+
+
+class ResumableASHA(ASHAScheduler):
+    def __init__(self, experiment_dir: str, **kwargs: Any):
+        super().__init__(**kwargs)
+        self._experiment_dir = experiment_dir
+        self._loaded = False  # rungs read back (once, at the first event of this driver)
+        self._written = -1  # how many records the last written file held; records are only ever added
+
+    def rung_records(self) -> list[list[list[Any]]]:
+        """Per bracket, per rung: [milestone, {trial id: score}] (scores signed so that higher is better)."""
+        return [[[milestone, dict(recorded)] for milestone, recorded in bracket._rungs] for bracket in self._brackets]
+
+    def load_rung_records(self, saved: Any) -> int:
+        """Merge saved records into the rungs of the same milestones; returns how many were taken. Anything that is
+        not the shape ``rung_records`` writes is refused whole (the file is the search's own, signed, but still
+        parsed as untrusted)."""
+        if not _well_formed(saved, [[m for m, _ in b._rungs] for b in self._brackets]):
+            raise ValueError(f"{RUNGS_FILE}: not the rung records of this scheduler")
+        taken = 0
+        for bracket, rungs in zip(self._brackets, saved, strict=True):
+            for (_, recorded), (_, records) in zip(bracket._rungs, rungs, strict=True):
+                for trial_id, score in records.items():
+                    taken += trial_id not in recorded
+                    recorded.setdefault(trial_id, float(score))
+        return taken
+
+    def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
+        self._load_once(trial)
+        super().on_trial_add(tune_controller, trial)
+
+    def on_trial_result(self, tune_controller: Any, trial: Any, result: dict) -> str:
+        self._load_once(trial)
+        action = super().on_trial_result(tune_controller, trial, result)
+        self._write_if_changed(trial)
+        return action
+
+    def on_trial_complete(self, tune_controller: Any, trial: Any, result: dict) -> None:
+        super().on_trial_complete(tune_controller, trial, result)
+        self._write_if_changed(trial)
+
+    def _load_once(self, trial: Any) -> None:
+        if self._loaded:
+            return
+        self._loaded = True
+        try:
+            text = read_text(os.path.join(self._experiment_dir, RUNGS_FILE), limit=MAX_RUNGS_BYTES)
+            if text is None:  # a new search, or one that stopped before any trial reached a rung
+                return
+            taken = self.load_rung_records(json.loads(text))
+        except (OSError, ValueError) as exc:  # too large, not UTF-8, not JSON, not rungs: all ValueErrors
+            logger.warning("ASHA's saved rungs are not readable (%s): its rungs start empty", exc)
+            return
+        logger.info("ASHA resumed with %d rung records", taken)
+        self._write_if_changed(trial)  # into the new staging folder, so the next signed state keeps them
+
+    def _write_if_changed(self, trial: Any) -> None:
+        count = sum(len(recorded) for bracket in self._brackets for _, recorded in bracket._rungs)
+        staging = getattr(getattr(trial, "storage", None), "experiment_driver_staging_path", None)
+        if count == self._written or staging is None or not Path(staging).is_dir():
+            return
+        text = json.dumps(self.rung_records())  # a diverged trial's -inf is written as -Infinity, read back as such
+        fd, tmp = tempfile.mkstemp(dir=staging, prefix=f".{RUNGS_FILE}.")
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, Path(staging) / RUNGS_FILE)  # Tune may upload the folder at any moment: never half a file
+        self._written = count
+
+
+def _well_formed(saved: Any, milestones: list[list[float]]) -> bool:
+    """Brackets of [milestone, {str: number}] rungs, with this scheduler's milestones in its order."""
+    if not isinstance(saved, list) or len(saved) != len(milestones):
+        return False
+    for rungs, expected in zip(saved, milestones, strict=True):
+        if not isinstance(rungs, list) or len(rungs) != len(expected):
+            return False
+        for rung, milestone in zip(rungs, expected, strict=True):
+            if not (isinstance(rung, list) and len(rung) == 2 and rung[0] == milestone and isinstance(rung[1], dict)):
+                return False
+            if not all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
+                       for k, v in rung[1].items()):
+                return False
+    return True
