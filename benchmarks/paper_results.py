@@ -47,17 +47,17 @@ JOBS = [
     Job("likelihood_mnist", 20, "test_parzen_ll", "340 ± 2 nats (10K samples)",
         "a public reproduction reports 345 ± 1.94 after 200 epochs with hidden-layer dropout 0.2 (Adam, BCE, "
         "1200-unit layers), 232 without"),
-    Job("prior_mixture_mnist", 10, "test_component_accuracy", "qualitative (Fig. 4a)"),
+    Job("prior_mixture_mnist", 5, "test_component_accuracy", "qualitative (Fig. 4a)"),
     Job("swiss_roll_mnist", 10, "test_component_accuracy", "qualitative (Fig. 4c)"),
-    Job("supervised_mnist", 10, "test_recon_loss", "qualitative (Fig. 7)"),
-    Job("semisupervised_mnist_1000", 30, "test_error", "1.60 %"),
-    Job("semisupervised_mnist_all", 30, "test_error", "0.85 %"),
-    Job("dimred_mnist_2d_100", 30, "test_error", "6.08 %"),
+    Job("supervised_mnist", 5, "test_recon_loss", "qualitative (Fig. 7)"),
+    Job("semisupervised_mnist_1000", 10, "test_error", "1.60 %"),
+    Job("semisupervised_mnist_all", 10, "test_error", "0.85 %"),
+    Job("dimred_mnist_2d_100", 10, "test_error", "6.08 %"),
     Job("dimred_mnist_2d_1000", 20, "test_error", "4.20 %"),
-    Job("dimred_mnist_10d_100", 30, "test_error", "3.90 %"),
-    Job("dimred_mnist_2d_unsup_20", 4, "test_cluster_error", "13.95 % (Fig. 11c)"),
+    Job("dimred_mnist_10d_100", 10, "test_error", "3.90 %"),
+    Job("dimred_mnist_2d_unsup_20", 2, "test_cluster_error", "13.95 % (Fig. 11c)"),
     Job("clustering_mnist_16", 4, "test_cluster_error", "9.55 %"),
-    Job("clustering_mnist_30", 3, "test_cluster_error", "4.10 %"),
+    Job("clustering_mnist_30", 2, "test_cluster_error", "4.10 %"),
 ]
 
 

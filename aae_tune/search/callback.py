@@ -25,7 +25,8 @@ from ray import tune
 
 from aae_tune.errors import is_divergence
 from aae_tune.names import SEARCH_RECORD, SPOOL_FILE, TAG_CONFIG_NOW, TAG_STOP_REASON, experiment_name
-from aae_tune.search.tracking import SearchTracker, flatten, numeric_metrics, redact_uri
+from aae_tune.search.tracking import SearchTracker, numeric_metrics, redact_uri
+from aae_tune.search.values import flatten
 
 logger = logging.getLogger("aae_tune.tracking")
 RETRY_S = 30.0

@@ -27,6 +27,7 @@ from aae_tune.mlflow_store import mlflow_client
 from aae_tune.names import ROLE_PARENT, ROLE_TRIAL, TAG_ORPHANS, TAG_ROLE, TAG_SEARCH, TAG_STOP_REASON, TAG_TRIAL
 from aae_tune.search.lineage import TAG_CODE_RESUMED, TAG_CODE_VERSION, DataLineage, resumed_code_tags
 from aae_tune.search.scoring import CHECKPOINT_SCORE
+from aae_tune.search.values import flatten
 
 logger = logging.getLogger("aae_tune.tracking")
 
@@ -46,18 +47,6 @@ MODEL_TRAINING_KIND = "custom_model_development"  # the MLflow UI's name for "tr
 def redact_uri(uri: str) -> str:
     """Hide the password of ``scheme://user:password@host`` URIs before they reach a log or a param."""
     return re.sub(r"(//[^/:@]+):[^/@]*@", r"\1:***@", uri)
-
-
-def flatten(data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
-    """{"optim": {"lr": 1}} -> {"optim.lr": 1}."""
-    out: dict[str, Any] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(flatten(value, f"{name}."))
-        else:
-            out[name] = value
-    return out
 
 
 def numeric_metrics(result: dict[str, Any]) -> dict[str, float]:

@@ -31,3 +31,23 @@ def test_pyproject_lists_every_package_folder():
     assert set(setuptools["packages"]) == on_disk | {"aae_tune.search_spaces"}
     assert setuptools["package-dir"] == {"aae_tune.search_spaces": "search_spaces"}
     assert (REPO_ROOT / "search_spaces" / "__init__.py").is_file() and (REPO_ROOT / "aae_tune" / "py.typed").is_file()
+
+
+DOCS = ["README.md", "RESULTS.md", "BENCHMARKS.md", *(f"docs/{p.name}" for p in (REPO_ROOT / "docs").glob("*.md"))]
+MACHINE_PATH = re.compile(r"(?<![\w.])/(?:work|tmp|home|root|Users|scratch|check)/|file:/")
+
+
+def test_docs_carry_no_path_of_the_machine_that_ran_them():
+    found = [f"{name}:{n}: {line.strip()}" for name in DOCS
+             for n, line in enumerate((REPO_ROOT / name).read_text().splitlines(), 1) if MACHINE_PATH.search(line)]
+    assert not found, "\n".join(found)
+
+
+def test_readme_is_short_and_every_relative_link_resolves():
+    readme = (REPO_ROOT / "README.md").read_text()
+    assert len(readme.splitlines()) <= 200  # the rest lives in docs/, read in order
+    for name in DOCS:
+        text = (REPO_ROOT / name).read_text()
+        for target in re.findall(r"\]\(([^)#\s]+)(?:#[^)]*)?\)", text):
+            if not target.startswith(("http://", "https://", "mailto:")):
+                assert ((REPO_ROOT / name).parent / target).exists(), f"{name}: broken link {target}"
