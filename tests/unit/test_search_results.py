@@ -109,10 +109,11 @@ def test_the_summary_names_the_score_its_epoch_the_trials_run_and_its_values():
 def test_a_search_with_every_value_fixed_prints_the_values_it_used():
     file_space = load_space("likelihood_mnist")
     pinned = [(key, spec.extremes()[0]) for key, spec in file_space.params.items()]
-    space = load_space("likelihood_mnist", [*pinned, ("budget.max_concurrent", 3)])
+    space = load_space("likelihood_mnist", [*pinned, ("budget.max_concurrent", 3), ("searcher.type", "random")])
     fixed, overrides = settings_in_effect(file_space, space)
     assert not space.params and set(fixed) == set(file_space.params) and fixed["code_dim"] == 5
-    assert overrides == {"budget.max_concurrent": 3}  # the pinned values are named once, as fixed
+    # the pinned values are named once, as fixed
+    assert overrides == {"budget.max_concurrent": 3, "searcher.type": "random"}
     text = summary(TrialRow("t1", "r", "COMPLETED", 2, -12.5, {}, best_epoch=2), fixed=fixed).render()
     assert "searched values: none, all values fixed: code_dim=5," in text and "config: {}" not in text
     assert settings_in_effect(None, space) == ({}, {})  # a space file that no longer loads: nothing claimed
