@@ -140,6 +140,9 @@ def main() -> None:
     out = Path(args.out).resolve()
     out.mkdir(parents=True, exist_ok=True)
     os.environ.setdefault("AAE_TUNE_DATA_DIR", str(ROOT.parent / "shared" / "data" / "mnist"))
+    page = Path(args.results)
+    if not page.is_file() or TABLE_START not in page.read_text() or TABLE_END not in page.read_text():
+        sys.exit(f"error: {page} has no table between {TABLE_START} and {TABLE_END}: copy RESULTS.md there first")
     store = out / "results.json"
     results = {r["space"]: r for r in json.loads(store.read_text())} if store.is_file() else {}
     for job in [] if args.render_only else JOBS:

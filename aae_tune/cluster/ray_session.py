@@ -45,9 +45,17 @@ def init_local_ray(**kwargs: Any) -> Any:
     Token authentication stays on, as Ray's default; Ray's warning that it is on (printed on every search, and
     nothing to act on for a Ray that listens on 127.0.0.1 only) is silenced. Setting RAY_AUTH_MODE=token instead
     would not do: Ray reads its config when imported, and a mode set later leaves the driver without the token."""
-    logging.getLogger(TOKEN_SETUP_LOGGER).setLevel(logging.ERROR)
-    with _single_machine_mode():
-        return ray.init(**kwargs)
+    token_logger = logging.getLogger(TOKEN_SETUP_LOGGER)
+    token_logger.addFilter(_drop_token_enabled_notice)  # only during this call: its other warnings still show
+    try:
+        with _single_machine_mode():
+            return ray.init(**kwargs)
+    finally:
+        token_logger.removeFilter(_drop_token_enabled_notice)
+
+
+def _drop_token_enabled_notice(record: logging.LogRecord) -> bool:
+    return not record.getMessage().startswith("Token authentication is enabled for this Ray cluster")
 
 
 def start_ray(address: str | None = None, dashboard: bool = False) -> None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -20,17 +21,18 @@ from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler
 
-from aae_tune.search.storage_files import read_text
-
 RUNGS_FILE = "asha_rungs.json"
 MAX_RUNGS_BYTES = 16 << 20  # a record is ~40 bytes: room for 100,000 trials at several rungs
+MAX_RECORDS = 1_000_000  # per rung
+MAX_TRIAL_ID = 200  # Tune's trial ids are ~11 characters
 logger = logging.getLogger("aae_tune.asha")
 
 
 class ResumableASHA(ASHAScheduler):
-    def __init__(self, experiment_dir: str, **kwargs: Any):
+    def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._experiment_dir = experiment_dir
+        if not all(hasattr(b, "_rungs") for b in getattr(self, "_brackets", [None])):  # Ray's private layout
+            raise RuntimeError("ResumableASHA: this Ray's ASHAScheduler keeps no _brackets/_rungs; update asha.py")
         self._loaded = False  # rungs read back (once, at the first event of this driver)
         self._written = -1  # how many records the last written file held; records are only ever added
 
@@ -49,7 +51,7 @@ class ResumableASHA(ASHAScheduler):
             for (_, recorded), (_, records) in zip(bracket._rungs, rungs, strict=True):
                 for trial_id, score in records.items():
                     taken += trial_id not in recorded
-                    recorded.setdefault(trial_id, float(score))
+                    recorded.setdefault(trial_id, float(score))  # ints up to 1e308 only: larger ones overflow
         return taken
 
     def on_trial_add(self, tune_controller: Any, trial: Any) -> None:
@@ -71,11 +73,11 @@ class ResumableASHA(ASHAScheduler):
             return
         self._loaded = True
         try:
-            text = read_text(os.path.join(self._experiment_dir, RUNGS_FILE), limit=MAX_RUNGS_BYTES)
+            text = read_saved_rungs(trial.storage)
             if text is None:  # a new search, or one that stopped before any trial reached a rung
                 return
             taken = self.load_rung_records(json.loads(text))
-        except (OSError, ValueError) as exc:  # too large, not UTF-8, not JSON, not rungs: all ValueErrors
+        except (OSError, ValueError, OverflowError, RecursionError) as exc:  # too large, not JSON, not rungs, ...
             logger.warning("ASHA's saved rungs are not readable (%s): its rungs start empty", exc)
             return
         logger.info("ASHA resumed with %d rung records", taken)
@@ -94,8 +96,25 @@ class ResumableASHA(ASHAScheduler):
         self._written = count
 
 
+def read_saved_rungs(storage: Any) -> str | None:
+    """The rung file in the search folder this driver restored (the trial's own storage context: the folder as it
+    is now, where the pre-flight verified it, not where it was when the tuner was first pickled); None if absent."""
+    from pyarrow import fs
+
+    filesystem, folder = storage.storage_filesystem, storage.experiment_fs_path
+    path = f"{folder.rstrip('/')}/{RUNGS_FILE}"
+    info = filesystem.get_file_info(path)
+    if info.type != fs.FileType.File:
+        return None
+    if info.size is not None and info.size > MAX_RUNGS_BYTES:
+        raise ValueError(f"{RUNGS_FILE} holds {info.size} bytes, more than the {MAX_RUNGS_BYTES} it can hold")
+    with filesystem.open_input_stream(path) as stream:
+        return stream.read(MAX_RUNGS_BYTES + 1).decode()
+
+
 def _well_formed(saved: Any, milestones: list[list[float]]) -> bool:
-    """Brackets of [milestone, {str: number}] rungs, with this scheduler's milestones in its order."""
+    """Brackets of [milestone, {trial id: score}] rungs, with this scheduler's milestones in its order; a score is a
+    number, never NaN or +inf (-inf: a trial whose every epoch failed to score)."""
     if not isinstance(saved, list) or len(saved) != len(milestones):
         return False
     for rungs, expected in zip(saved, milestones, strict=True):
@@ -104,7 +123,8 @@ def _well_formed(saved: Any, milestones: list[list[float]]) -> bool:
         for rung, milestone in zip(rungs, expected, strict=True):
             if not (isinstance(rung, list) and len(rung) == 2 and rung[0] == milestone and isinstance(rung[1], dict)):
                 return False
-            if not all(isinstance(k, str) and isinstance(v, int | float) and not isinstance(v, bool)
-                       for k, v in rung[1].items()):
+            if len(rung[1]) > MAX_RECORDS or not all(
+                    isinstance(k, str) and len(k) <= MAX_TRIAL_ID and isinstance(v, int | float)
+                    and not isinstance(v, bool) and not math.isnan(v) and v < math.inf for k, v in rung[1].items()):
                 return False
     return True

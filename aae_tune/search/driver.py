@@ -41,7 +41,7 @@ def tune_domain(spec: ParamSpec) -> Any:
     """A space file distribution as a Tune search domain (Optuna's searcher converts these itself)."""
     d = spec.distribution
     if d in ("choice", "grid"):
-        return tune.grid_search(choice_values(spec)) if d == "grid" else tune.choice(choice_values(spec))
+        return tune.grid_search(spec.searched_values()) if d == "grid" else tune.choice(spec.searched_values())
     if d == "uniform":
         return tune.uniform(spec.low, spec.high)
     if d == "loguniform":
@@ -53,16 +53,10 @@ def tune_domain(spec: ParamSpec) -> Any:
     return tune.randint(int(spec.low), int(spec.high))
 
 
-def choice_values(spec: ParamSpec) -> list[Any]:
-    """What Tune passes a trial for a choice or grid: the values, or their texts for list-valued ones (which the
-    table, MLflow and Optuna then show as they are: ``search.values``)."""
-    return spec.searched_values()
-
-
 def pbt_mutation(spec: ParamSpec) -> Any:
     """PBT's form of a distribution: a list for a choice (PBT shifts to a neighbouring value, or resamples), a
     Tune domain for a range (PBT multiplies by 0.8 or 1.2, or resamples)."""
-    return choice_values(spec) if spec.distribution == "choice" else tune_domain(spec)
+    return spec.searched_values() if spec.distribution == "choice" else tune_domain(spec)
 
 
 def clip_to_ranges(config: dict[str, Any], mutable: dict[str, ParamSpec]) -> dict[str, Any]:
@@ -122,8 +116,7 @@ def make_scheduler(request: SearchRequest):
         )
     # ASHA ranks a rung by TuneConfig's metric: the running score, what a trial stopped there keeps as its score
     # (scoring.tune_metric; benchmarks/asha_replay.py replays the same)
-    return ResumableASHA(
-        request.experiment_dir,  # its rungs are kept there, signed, for --resume (search/asha.py)
+    return ResumableASHA(  # its rungs are kept, signed, in the search folder for --resume (search/asha.py)
         time_attr="epoch", max_t=request.max_epochs,
         grace_period=min(sched.grace_period, request.max_epochs), reduction_factor=sched.reduction_factor,
     )

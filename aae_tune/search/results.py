@@ -64,12 +64,13 @@ def scored_itself(metrics: dict[str, Any], metric: str) -> bool:
 
 def best_checkpoint(checkpoints: list[tuple[Any, dict[str, Any]]] | None, metric: str,
                     mode: str) -> tuple[Any, dict[str, Any]] | tuple[None, None]:
-    """The checkpoint of the trial's best scored epoch, with its metrics; the earliest epoch wins a tie."""
+    """The checkpoint of the trial's best scored epoch, with its metrics; the latest epoch wins a tie, as in
+    ``scoring.RunningBest`` (and Tune's checkpoint manager, which keeps the later of equal scores)."""
     scored = [(c, m) for c, m in checkpoints or [] if scored_itself(m, metric)]
     if not scored:
         return None, None
     sign = -1.0 if mode == "max" else 1.0
-    return min(scored, key=lambda cm: (sign * cm[1][metric], cm[1].get("epoch", math.inf)))
+    return min(scored, key=lambda cm: (sign * cm[1][metric], -cm[1].get("epoch", -math.inf)))
 
 
 def trial_row(result: TuneResult, space: SearchSpace, max_epochs: int, runs: dict[str, str]) -> TrialRow:
@@ -86,7 +87,8 @@ def trial_row(result: TuneResult, space: SearchSpace, max_epochs: int, runs: dic
         trial_id=trial_id, run_id=runs.get(trial_id), status=status, epochs=epochs,
         best_valid=None if best is None else float(best[space.metric]),
         best_epoch=None if best is None or "epoch" not in best else int(best["epoch"]),
-        config={k: space.decode(k, v) for k, v in (result.config or {}).items()},
+        # the values that trained the best checkpoint: under PBT the final config may be a later mutation
+        config={k: space.decode(k, v) for k, v in ((best or {}).get("config") or result.config or {}).items()},
         checkpoint=ckpt, error=None if result.error is None else str(result.error),
     )
 

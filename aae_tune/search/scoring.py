@@ -26,6 +26,8 @@ BEST_EPOCH = "best_epoch"  # the epoch at which a trial reached its score
 CHECKPOINT_SCORE = "checkpoint_score"  # Tune's ranking of a trial's checkpoints (bookkeeping: not logged)
 BEST_TRIAL_PREFIX = "best_trial_"  # the parent run's figures of its best trial
 SCORE_FILE = "best_score.json"  # in every checkpoint: the running score at that epoch, for a restored trial
+MAX_EPOCH = 10**7  # far beyond any budget: a larger epoch in a score file is not one a trial wrote
+MAX_SCORE_BYTES = 4096  # such a file is ~80 bytes; it sits in the storage path, so it is read bounded
 
 
 def best_key(metric: str) -> str:
@@ -52,9 +54,11 @@ def worst(mode: str) -> float:
     return -math.inf if mode == "max" else math.inf
 
 
-def better(a: float, b: float, mode: str) -> bool:
-    """``a`` strictly better than ``b``: the first epoch to reach a value keeps it."""
-    return a > b if mode == "max" else a < b
+def at_least_as_good(a: float, b: float, mode: str) -> bool:
+    """``a`` as good as ``b`` or better: of epochs that tie, the latest holds the score. Tune's checkpoint manager
+    ranks a later checkpoint of an equal score higher and keeps it, so the epoch named here is always one whose
+    checkpoint is kept (the test figure's)."""
+    return a >= b if mode == "max" else a <= b
 
 
 @dataclass
@@ -67,7 +71,7 @@ class RunningBest:
     epoch: int = 0
 
     def update(self, value: float, epoch: int) -> None:
-        if math.isfinite(value) and (self.value is None or better(value, self.value, self.mode)):
+        if math.isfinite(value) and (self.value is None or at_least_as_good(value, self.value, self.mode)):
             self.value, self.epoch = float(value), int(epoch)
 
     def result(self) -> dict[str, float]:
@@ -83,9 +87,14 @@ class RunningBest:
         """The saved score of ``metric``; None for another metric or an unreadable file."""
         try:
             data = json.loads(text)
-            if data.get("metric") != metric:
-                return None
-            value = None if data.get("value") is None else float(data["value"])
-            return cls(metric, mode, value, int(data.get("epoch", 0)))
-        except (ValueError, TypeError, AttributeError):
+        except (ValueError, RecursionError):
             return None
+        if not isinstance(data, dict) or data.get("metric") != metric:
+            return None
+        value, epoch = data.get("value"), data.get("epoch", 0)
+        finite = isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+        if (value is not None and not finite) or not (isinstance(epoch, int) and not isinstance(epoch, bool)):
+            return None
+        if epoch < 0 or (value is not None and epoch < 1) or epoch > MAX_EPOCH:
+            return None
+        return cls(metric, mode, None if value is None else float(value), epoch)

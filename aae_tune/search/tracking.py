@@ -36,7 +36,7 @@ TUNE_KEYS = {
     "training_iteration", "time_this_iter_s", "time_total_s", "timestamp", "time_since_restore",
     "iterations_since_restore", "timesteps_total", "episodes_total", "pid", "done", "trial_id",
     "checkpoint_dir_name", "should_checkpoint",
-    CHECKPOINT_SCORE,  # Tune's ranking of the trial's checkpoints: the epoch's score again, or -inf
+    CHECKPOINT_SCORE,  # Tune's ranking of the trial's checkpoints: the epoch's score again, or the worst value
 }
 SCORED_METRICS = {m for metrics in VALIDATION_METRICS.values() for m in metrics}  # the scorer's, not the trainer's
 MAX_PARAM_LEN = 6000

@@ -34,7 +34,7 @@ from aae_tune.errors import CheckpointError, TrainingDiverged
 from aae_tune.evaluate.scores import validation_scores
 from aae_tune.model.io import resolve_device, save_model_files
 from aae_tune.names import DIVERGED_FILE
-from aae_tune.search.scoring import CHECKPOINT_SCORE, SCORE_FILE, RunningBest, worst
+from aae_tune.search.scoring import CHECKPOINT_SCORE, MAX_SCORE_BYTES, SCORE_FILE, RunningBest, worst
 from aae_tune.search.space import SearchSpace
 from aae_tune.train import Trainer
 
@@ -165,12 +165,14 @@ def restored_best(checkpoint: tune.Checkpoint, trial_folder: str | None, space: 
 
 def read_best(checkpoint: tune.Checkpoint, space: SearchSpace) -> RunningBest | None:
     """The score file alone, read on the checkpoint's own filesystem (no download of the whole checkpoint)."""
-    try:
+    try:  # a file in the storage path is untrusted: read at most MAX_SCORE_BYTES + 1 bytes, then validated
         with checkpoint.filesystem.open_input_stream(f"{checkpoint.path.rstrip('/')}/{SCORE_FILE}") as f:
-            text = f.read().decode()
+            data = f.read(MAX_SCORE_BYTES + 1)
     except (OSError, ValueError):  # absent (an older checkpoint) or unreadable: no saved score
         return None
-    return RunningBest.from_json(text, space.metric, space.mode)
+    if len(data) > MAX_SCORE_BYTES:
+        return None
+    return RunningBest.from_json(data.decode(errors="replace"), space.metric, space.mode)
 
 
 def trial_checkpoints(filesystem: pafs.FileSystem, folder: str) -> list[tune.Checkpoint]:

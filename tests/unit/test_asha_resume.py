@@ -7,26 +7,30 @@ import shutil
 from types import SimpleNamespace
 
 import pytest
+from pyarrow.fs import LocalFileSystem
 from ray.tune.schedulers import TrialScheduler
 
 from aae_tune.search.asha import RUNGS_FILE, ResumableASHA
 
 
-def scheduler(tmp_path):
-    asha = ResumableASHA(str(tmp_path / "search"), time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
+def scheduler():
+    asha = ResumableASHA(time_attr="epoch", max_t=9, grace_period=1, reduction_factor=3)
     asha.set_search_properties("score", "max")
     return asha
 
 
-def trial(tmp_path, trial_id):
-    return SimpleNamespace(trial_id=trial_id, storage=SimpleNamespace(experiment_driver_staging_path=str(tmp_path)))
+def trial(staging, search, trial_id):
+    """What the scheduler reads of Tune's trial: its id, the staging folder, the search folder on its filesystem."""
+    storage = SimpleNamespace(experiment_driver_staging_path=str(staging), storage_filesystem=LocalFileSystem(),
+                              experiment_fs_path=str(search))
+    return SimpleNamespace(trial_id=trial_id, storage=storage)
 
 
-def run(asha, staging, scores):
+def run(asha, staging, scores, search=None):
     """Each trial reports epoch 1 with its score; ASHA's decision per trial."""
     decisions = {}
     for trial_id, score in scores.items():
-        t = trial(staging, trial_id)
+        t = trial(staging, search or staging.parent / "search", trial_id)
         asha.on_trial_add(None, t)
         decisions[trial_id] = asha.on_trial_result(None, t, {"epoch": 1, "score": score})
     return decisions
@@ -35,16 +39,16 @@ def run(asha, staging, scores):
 def test_a_resumed_scheduler_keeps_its_rungs_and_stops_what_it_would_have_stopped(tmp_path):
     staging, search = tmp_path / "staging", tmp_path / "search"
     staging.mkdir(), search.mkdir()
-    first = scheduler(tmp_path)
+    first = scheduler()
     assert set(run(first, staging, {f"t{k}": float(k) for k in range(6)}).values()) == {TrialScheduler.CONTINUE}
     shutil.copy(staging / RUNGS_FILE, search / RUNGS_FILE)  # Tune uploads the staging folder to the search folder
 
-    resumed, fresh = scheduler(tmp_path), scheduler(tmp_path / "other")
+    resumed, fresh = scheduler(), scheduler()
     staging2 = tmp_path / "staging2"
     staging2.mkdir()
     # a weak trial after the resume: stopped against the six recorded scores, passed by an empty rung
     assert run(resumed, staging2, {"weak": 0.5}) == {"weak": TrialScheduler.STOP}
-    assert run(fresh, tmp_path, {"weak": 0.5}) == {"weak": TrialScheduler.CONTINUE}
+    assert run(fresh, tmp_path, {"weak": 0.5}, search=tmp_path / "other") == {"weak": TrialScheduler.CONTINUE}
     assert resumed.debug_string().endswith("Iter 1.000: 3.0")  # the cutoff of all seven, not of one
     # written again into the new staging folder, so the next signed state still holds them
     saved = json.loads((staging2 / RUNGS_FILE).read_text())
@@ -53,21 +57,26 @@ def test_a_resumed_scheduler_keeps_its_rungs_and_stops_what_it_would_have_stoppe
 
 def test_unreadable_rungs_start_empty_with_a_warning(tmp_path, caplog):
     (tmp_path / "search").mkdir()
-    for text in ("{not json", json.dumps([[["a", {}]]]), json.dumps([[[1, {"t": "high"}]]]), "\xff"):
+    rung = [[9, {}], [3, {}], [1, {}]]  # this scheduler's milestones, descending
+    for text in ("{not json", json.dumps([[["a", {}]]]), json.dumps([[[1, {"t": "high"}]]]), "\xff", "[" * 100_000,
+                 json.dumps([rung[:2] + [[1, {"t": 10**400}]]]), json.dumps([rung[:2] + [[1, {"t": float("nan")}]]]),
+                 json.dumps([rung[:2] + [[1, {"t": float("inf")}]]])):
         (tmp_path / "search" / RUNGS_FILE).write_text(text, encoding="latin-1")
-        asha = scheduler(tmp_path)
+        asha = scheduler()
         with caplog.at_level(logging.WARNING, logger="aae_tune.asha"):
-            assert run(asha, tmp_path, {"t": 1.0}) == {"t": TrialScheduler.CONTINUE}
+            assert run(asha, tmp_path, {"t": 1.0}, tmp_path / "search") == {"t": TrialScheduler.CONTINUE}
         assert "rungs start empty" in caplog.text
         caplog.clear()
 
 
-def test_rungs_file_larger_than_any_search_writes_is_not_read(tmp_path, monkeypatch):
+def test_rungs_file_larger_than_any_search_writes_is_not_read(tmp_path, monkeypatch, caplog):
     (tmp_path / "search").mkdir()
     (tmp_path / "search" / RUNGS_FILE).write_text(" " * 2048)
     monkeypatch.setattr("aae_tune.search.asha.MAX_RUNGS_BYTES", 1024)
-    asha = scheduler(tmp_path)
-    run(asha, tmp_path, {"t": 1.0})
+    asha = scheduler()
+    with caplog.at_level(logging.WARNING, logger="aae_tune.asha"):
+        run(asha, tmp_path, {"t": 1.0}, tmp_path / "search")
+    assert "more than the 1024" in caplog.text
     assert sum(len(r) for _, r in asha._brackets[0]._rungs) == 1  # only this driver's own record
 
 
@@ -75,7 +84,11 @@ def test_rungs_file_larger_than_any_search_writes_is_not_read(tmp_path, monkeypa
 def test_infinite_scores_round_trip(tmp_path, score):
     staging = tmp_path / "search"
     staging.mkdir()
-    asha = scheduler(tmp_path)
+    asha = scheduler()
     run(asha, staging, {"t": score})
-    again = scheduler(tmp_path)
-    assert again.load_rung_records(json.loads((staging / RUNGS_FILE).read_text())) == 1
+    saved = json.loads((staging / RUNGS_FILE).read_text())
+    if score < 0:  # a trial whose epochs never scored: kept
+        assert scheduler().load_rung_records(saved) == 1
+    else:  # no trial reports +inf: not a file this scheduler wrote
+        with pytest.raises(ValueError):
+            scheduler().load_rung_records(saved)

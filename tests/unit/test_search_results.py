@@ -20,12 +20,13 @@ from aae_tune.search.values import show_value
 METRIC = "valid_parzen_ll"
 
 
-def test_running_best_keeps_the_first_epoch_to_reach_the_best_value():
+def test_running_best_keeps_the_latest_epoch_to_reach_the_best_value():
+    """Of tying epochs the latest holds the score: Tune keeps the later checkpoint of an equal score."""
     best = RunningBest(METRIC, "max")
     assert best.result() == {"best_valid_parzen_ll": -math.inf, "best_epoch": 0}  # nothing scored yet
     for epoch, value in enumerate([1.0, 3.0, 2.0, 3.0, math.nan], start=1):
         best.update(value, epoch)
-    assert best.result() == {"best_valid_parzen_ll": 3.0, "best_epoch": 2}
+    assert best.result() == {"best_valid_parzen_ll": 3.0, "best_epoch": 4}
     low = RunningBest("valid_error", "min")
     for epoch, value in enumerate([5.0, 4.0, 4.5], start=1):
         low.update(value, epoch)
@@ -33,6 +34,13 @@ def test_running_best_keeps_the_first_epoch_to_reach_the_best_value():
     again = RunningBest.from_json(best.to_json(), METRIC, "max")
     assert again == best and RunningBest.from_json(best.to_json(), "valid_error", "min") is None
     assert RunningBest.from_json("not json", METRIC, "max") is None
+    # the file sits in the storage path: anything a trial could not have written is refused
+    for value, epoch in ((1e400, 3), ("nan", 3), (True, 3), (3.0, -1), (3.0, 0), (3.0, 1e400), (3.0, 2.5),
+                         (3.0, 10**8)):
+        text = json.dumps({"metric": METRIC, "value": value, "epoch": epoch}).replace('"nan"', "NaN")
+        assert RunningBest.from_json(text, METRIC, "max") is None, (value, epoch)
+    assert RunningBest.from_json("[" * 100_000, METRIC, "max") is None
+    assert RunningBest.from_json(json.dumps({"metric": METRIC, "value": None, "epoch": 0}), METRIC, "max").value is None
 
 
 def test_asha_and_optuna_rank_the_running_score_pbt_the_epochs_value():
@@ -48,7 +56,7 @@ def test_the_best_checkpoint_is_a_scored_epoch_never_a_carried_score_or_a_diverg
     # every_epochs = 2: epoch 3 carries epoch 2's 10.0 with epoch 3's weights; epoch 5 diverged (-inf)
     kept = [checkpoint(1, 4.0), checkpoint(3, 10.0, valid_epoch=2), checkpoint(2, 10.0), checkpoint(4, 10.0),
             ("marker", {METRIC: -math.inf})]
-    assert best_checkpoint(kept, METRIC, "max")[0] == "ckpt2"  # of the two scored 10.0s, the earlier
+    assert best_checkpoint(kept, METRIC, "max")[0] == "ckpt4"  # of the two scored 10.0s, the later
     assert best_checkpoint(kept, METRIC, "min")[0] == "ckpt1"
     assert best_checkpoint([("marker", {METRIC: -math.inf})], METRIC, "max") == (None, None)
     # the trainable marks a carried score with checkpoint_score -inf; the trainer's own valid_recon_loss never is
