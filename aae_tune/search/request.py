@@ -22,6 +22,7 @@ from aae_tune.mlflow_store import sqlite_path
 from aae_tune.names import SEARCH_LAYOUT, SEARCH_RECORD, experiment_name
 from aae_tune.schema import parse_overrides
 from aae_tune.search.destination_checks import check_search_folder, check_store_files, sqlite_file_problem
+from aae_tune.search.lease import lease_ttl, read_holder, why_stale
 from aae_tune.search.options import COUNTS, SearchOptions, flag, name_problem, valid_name
 from aae_tune.search.resources import check_counts, check_trial_resources
 from aae_tune.search.retrain import Source, load_source
@@ -200,6 +201,12 @@ def differences(then: Any, now: Any, prefix: str = "") -> list[str]:
 def check_resume(request_dir: str, resume: bool, problems: list[str]) -> None:
     from ray import tune
 
+    holder = read_holder(request_dir)
+    if holder is not None and why_stale(holder, lease_ttl()) is None:
+        # first: a driver that holds the search but has not saved Tune's state yet looks like "no search" below
+        problems.append(f"search {request_dir.rstrip('/').rsplit('/', 1)[-1]} is being run by another "
+                        f"{holder.describe()}; two drivers must not run one search: wait for it to end")
+        return
     exists = (is_uri(request_dir) or Path(request_dir).is_dir()) and tune.Tuner.can_restore(request_dir)
     if resume and not exists:
         problems.append(f"--resume: no search to resume at {request_dir}; check --name and --storage-path")

@@ -119,3 +119,21 @@ def test_dry_run_shows_the_budget_it_will_run_and_samples_only_for_a_parzen_scor
     assert yaml.safe_load(text)["budget"] == {"num_samples": 32, "max_epochs": 50, "max_concurrent": 2}
     likelihood = describe_request(make_request("likelihood_mnist", final_samples=500, **where))
     assert "get the test protocol with 500 samples" in likelihood
+
+
+@pytest.mark.parametrize("resume", [True, False])
+def test_a_search_held_by_a_live_driver_is_busy_before_it_has_any_state(tmp_path, resume):
+    """A driver that holds the lease but has not saved Tune's state yet: a second command (a job wrapper that
+    always passes --resume, or none) hears that the search is busy, not that there is no search to resume."""
+    from aae_tune.search.lease import SearchLease
+    from aae_tune.search.request import check_resume
+
+    folder = tmp_path / "held"
+    folder.mkdir()
+    with SearchLease(str(folder), "held"):
+        problems: list[str] = []
+        check_resume(str(folder), resume, problems)
+    assert len(problems) == 1 and "search held is being run by another driver pid" in problems[0], problems
+    problems = []
+    check_resume(str(folder), True, problems)  # the lease given back: an empty folder is no search to resume
+    assert problems and "no search to resume" in problems[0]
