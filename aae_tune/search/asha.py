@@ -14,12 +14,12 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from ray.tune.schedulers import ASHAScheduler
+
+from aae_tune.search.storage_files import read_bytes_on, write_text
 
 RUNGS_FILE = "asha_rungs.json"
 MAX_RUNGS_BYTES = 16 << 20  # a record is ~40 bytes: room for 100,000 trials at several rungs
@@ -88,28 +88,18 @@ class ResumableASHA(ASHAScheduler):
         staging = getattr(getattr(trial, "storage", None), "experiment_driver_staging_path", None)
         if count == self._written or staging is None or not Path(staging).is_dir():
             return
-        text = json.dumps(self.rung_records())  # a diverged trial's -inf is written as -Infinity, read back as such
-        fd, tmp = tempfile.mkstemp(dir=staging, prefix=f".{RUNGS_FILE}.")
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, Path(staging) / RUNGS_FILE)  # Tune may upload the folder at any moment: never half a file
+        # -inf (a trial whose epochs never scored) is written as -Infinity and read back as such. Atomic: Tune may
+        # upload the staging folder at any moment, and must never see half a file.
+        write_text(str(Path(staging) / RUNGS_FILE), json.dumps(self.rung_records()))
         self._written = count
 
 
 def read_saved_rungs(storage: Any) -> str | None:
     """The rung file in the search folder this driver restored (the trial's own storage context: the folder as it
     is now, where the pre-flight verified it, not where it was when the tuner was first pickled); None if absent."""
-    from pyarrow import fs
-
-    filesystem, folder = storage.storage_filesystem, storage.experiment_fs_path
-    path = f"{folder.rstrip('/')}/{RUNGS_FILE}"
-    info = filesystem.get_file_info(path)
-    if info.type != fs.FileType.File:
-        return None
-    if info.size is not None and info.size > MAX_RUNGS_BYTES:
-        raise ValueError(f"{RUNGS_FILE} holds {info.size} bytes, more than the {MAX_RUNGS_BYTES} it can hold")
-    with filesystem.open_input_stream(path) as stream:
-        return stream.read(MAX_RUNGS_BYTES + 1).decode()
+    path = f"{storage.experiment_fs_path.rstrip('/')}/{RUNGS_FILE}"
+    data = read_bytes_on(storage.storage_filesystem, path, MAX_RUNGS_BYTES, name=RUNGS_FILE)
+    return None if data is None else data.decode()
 
 
 def _well_formed(saved: Any, milestones: list[list[float]]) -> bool:

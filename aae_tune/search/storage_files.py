@@ -20,16 +20,22 @@ def _filesystem(location: str) -> tuple[Any, str]:
 def read_bytes(location: str, limit: int | None = None) -> bytes | None:
     """The bytes of the file at ``location`` (a local absolute path or a URI); None if there is none. With
     ``limit``, a larger file raises ``ValueError`` before it is read: what sits in a storage path is untrusted."""
+    filesystem, path = _filesystem(location)
+    return read_bytes_on(filesystem, path, limit, name=location)
+
+
+def read_bytes_on(filesystem: Any, path: str, limit: int | None = None, name: str | None = None) -> bytes | None:
+    """``read_bytes`` on a filesystem already in hand (a Tune checkpoint's or trial's ``pyarrow.fs``)."""
     from pyarrow import fs
 
-    filesystem, path = _filesystem(location)
     info = filesystem.get_file_info(path)
     if info.type != fs.FileType.File:
         return None
     if limit is not None and info.size is not None and info.size > limit:
-        raise ValueError(f"{location} holds {info.size} bytes, more than the {limit} such a file can hold")
+        raise ValueError(f"{name or path} holds {info.size} bytes, more than the {limit} such a file can hold")
     with filesystem.open_input_stream(path) as stream:
-        return stream.read()
+        # never more than limit + 1 bytes, even from a file that grew since its size was read
+        return stream.read() if limit is None else stream.read(limit + 1)
 
 
 def read_text(location: str, limit: int | None = None) -> str | None:

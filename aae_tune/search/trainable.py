@@ -36,6 +36,7 @@ from aae_tune.model.io import resolve_device, save_model_files
 from aae_tune.names import DIVERGED_FILE
 from aae_tune.search.scoring import CHECKPOINT_SCORE, MAX_SCORE_BYTES, SCORE_FILE, RunningBest, worst
 from aae_tune.search.space import SearchSpace
+from aae_tune.search.storage_files import read_bytes_on
 from aae_tune.train import Trainer
 
 logger = logging.getLogger("aae_tune.search")
@@ -141,10 +142,8 @@ def earlier_checkpoints(checkpoint: tune.Checkpoint, trial_folder: str | None) -
     index = checkpoint_index(name)
     if index is None or (trial_folder is not None and parent.rpartition("/")[2] != trial_folder):
         return []
-    entries = checkpoint.filesystem.get_file_info(pafs.FileSelector(parent, allow_not_found=True))
-    numbered = [(checkpoint_index(e.base_name), e.path) for e in entries if e.type == pafs.FileType.Directory]
-    older = sorted(((i, path) for i, path in numbered if i is not None and i < index), reverse=True)
-    return [tune.Checkpoint(path, filesystem=checkpoint.filesystem) for _, path in older]
+    return [c for c in trial_checkpoints(checkpoint.filesystem, parent)
+            if checkpoint_index(c.path.rpartition("/")[2]) < index]
 
 
 def restored_best(checkpoint: tune.Checkpoint, trial_folder: str | None, space: SearchSpace) -> RunningBest:
@@ -165,12 +164,11 @@ def restored_best(checkpoint: tune.Checkpoint, trial_folder: str | None, space: 
 
 def read_best(checkpoint: tune.Checkpoint, space: SearchSpace) -> RunningBest | None:
     """The score file alone, read on the checkpoint's own filesystem (no download of the whole checkpoint)."""
-    try:  # a file in the storage path is untrusted: read at most MAX_SCORE_BYTES + 1 bytes, then validated
-        with checkpoint.filesystem.open_input_stream(f"{checkpoint.path.rstrip('/')}/{SCORE_FILE}") as f:
-            data = f.read(MAX_SCORE_BYTES + 1)
-    except (OSError, ValueError):  # absent (an older checkpoint) or unreadable: no saved score
+    try:  # a file in the storage path is untrusted: bounded, then validated
+        data = read_bytes_on(checkpoint.filesystem, f"{checkpoint.path.rstrip('/')}/{SCORE_FILE}", MAX_SCORE_BYTES)
+    except (OSError, ValueError):  # unreadable, or larger than a trial ever writes: no saved score
         return None
-    if len(data) > MAX_SCORE_BYTES:
+    if data is None or len(data) > MAX_SCORE_BYTES:  # absent (an older checkpoint), or grew while read
         return None
     return RunningBest.from_json(data.decode(errors="replace"), space.metric, space.mode)
 
